@@ -4,7 +4,7 @@
 # pytest on 2 workers. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv="${MASKTOK_VENV:-.venv}"
+venv="${MASKTOK_VENV:-.venv-test}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
