@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -87,40 +86,24 @@ def test_parser_misuse_is_refused():
         strict.feed("x")
 
 
-# ---- linear time ------------------------------------------------------------------------------
-def _seconds(fn) -> float:
-    best = float("inf")
-    for _ in range(2):
-        began = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - began)
-    return best
-
-
-def test_parsing_time_grows_linearly():
-    unit = "Here " + format_mask_words((11, 91), S) + " and " + format_mask_words((1, 2), S) + ". "
-    small, large = unit * 2_000, unit * 16_000  # 8× longer
-    assert len(parse_mask_words(large, S)) == 32_000
-    ratio = _seconds(lambda: parse_mask_words(large, S)) / _seconds(lambda: parse_mask_words(small, S))
-    assert ratio < 20, f"8× the text took {ratio:.1f}× the time"
-
-
+# ---- hostile inputs ------------------------------------------------------------------------
+# Speed (linear time) is measured in benchmarks/words_parse_speed.py, not asserted here.
 @pytest.mark.parametrize("text", [
     "<|mt_" * 50_000, "<" * 200_000, "<|mt_" + "1" * 200_000, "<|mt_start|>" + " " * 200_000,
     "<|mt_start|>" + "<|mt_0001|>" * 30_000, ("<|mt_start|><|mt_0011|> " * 20_000),
 ])
-def test_adversarial_inputs_finish_quickly(text):
+def test_adversarial_inputs_parse_or_raise_the_documented_error(text):
     for lenient in (True, False):
-        began = time.perf_counter()
         try:
-            parse_mask_words(text, S, lenient=lenient)
+            spans = parse_mask_words(text, S, lenient=lenient)
         except MaskWordsError:
             assert not lenient
-        assert time.perf_counter() - began < 5.0
+        else:
+            assert all(not s.ok for s in spans) or lenient
 
 
-def test_character_by_character_streaming_is_linear():
-    text = ("x <|mt_start|><|mt_0011|><|mt_0347|><|mt_end|> " * 2_000) + "<|mt_" * 2_000
-    began = time.perf_counter()
+def test_character_by_character_streaming_matches_whole_text():
+    text = ("x <|mt_start|><|mt_0011|><|mt_0347|><|mt_end|> " * 200) + "<|mt_" * 200
     spans = feed_all(StreamingMaskParser(S, lenient=True), text)
-    assert len(spans) == 2_000 and time.perf_counter() - began < 10.0
+    assert [s.codes for s in spans] == [s.codes for s in parse_mask_words(text, S, lenient=True)]
+    assert sum(s.ok for s in spans) == 200
