@@ -1,0 +1,54 @@
+"""``masktok vlm``: prepare vision-language models for mask words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Prepare vision-language models for mask words.", no_args_is_help=True)
+
+
+@app.command("add-vocab")
+def add_vocab(
+    base: Path = typer.Argument(..., help="Hugging Face model folder (model + processor/tokenizer)."),
+    out: Path = typer.Argument(..., help="Folder to write the extended model and processor to."),
+    vocab: str = typer.Option("samtok", help="Mask vocabulary: samtok (514 tokens) or himtok (1026)."),
+    init: str = typer.Option("samtok", help="New rows: samtok (mean + 0.02·std·noise) or mean."),
+    seed: int = typer.Option(0, help="Seed of the initialisation noise."),
+    himtok_codebook: int = typer.Option(1024, help="HiMTok codebook size."),
+    himtok_max_codes: int = typer.Option(32, help="HiMTok codes per mask."),
+) -> None:
+    """Add the mask words to BASE (tokenizer + embeddings) and save the result to OUT."""
+    from transformers import (AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor,
+                              AutoTokenizer)
+
+    from masktok.mllm.vocabulary import add_mask_vocabulary
+    from masktok.words import himtok_vocabulary, samtok_vocabulary
+
+    if vocab == "samtok":
+        vocabulary = samtok_vocabulary()
+    elif vocab == "himtok":
+        vocabulary = himtok_vocabulary(codebook_size=himtok_codebook, max_codes=himtok_max_codes)
+    else:
+        raise typer.BadParameter(f"expected samtok or himtok, got {vocab!r}", param_hint="--vocab")
+    if not (base / "config.json").is_file():
+        raise typer.BadParameter(f"{base} has no config.json", param_hint="BASE")
+    console = Console()
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
+        text_processor = AutoProcessor.from_pretrained(base)
+    except ValueError:  # a text-only causal LM
+        model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+        text_processor = AutoTokenizer.from_pretrained(base)
+    try:
+        report = add_mask_vocabulary(model, text_processor, vocabulary, init=init, seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    text_processor.save_pretrained(out)
+    console.print(f"added {report.num_added} {vocabulary.name} tokens "
+                  f"(embedding rows {report.old_num_embeddings} → {report.new_num_embeddings}, "
+                  f"{'tied' if report.tied else 'untied'} head, init {report.init}) → {out}")

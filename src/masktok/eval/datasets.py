@@ -1,0 +1,334 @@
+"""Readers for the benchmarks' ground-truth files, into the plain records the metrics take.
+
+* RefCOCO / RefCOCO+ / RefCOCOg: ``refs(unc).p`` / ``refs(umd).p`` / ``refs(google).p`` (the
+  refer API's pickle, read with a loader that refuses anything but plain containers) or the same
+  list as JSON, plus the COCO ``instances.json`` → one :class:`ReferringSample` per sentence.
+* gRefCOCO: ``grefs(unc).json`` (``ann_id`` lists, ``no_target``) + ``instances.json``.
+* COCO instances: one sample per non-crowd instance, the category name as the expression.
+* masktok's referring JSONL (see ``docs/eval.md``).
+* GCG: GLaMM's ``{split}_gcg_coco_mask_gt.json`` + ``{split}_gcg_coco_caption_gt.json`` pair, or
+  masktok's GCG JSONL.
+* Mask perception: multiple-choice JSONL.
+
+OpenPSG and semantic-segmentation readers live in :mod:`masktok.eval.scene_datasets`.
+Every malformed record is a ``ValueError`` naming the file and the record.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from masktok.annotations.records import load_json
+from masktok.eval.gcg import GCGSample
+from masktok.eval.iou import coco_rle
+from masktok.masks import polygons_to_rle
+
+
+@dataclass
+class ReferringSample:
+    """One referring expression and what it refers to.
+
+    Attributes:
+        sample_id: unique id (the sentence id for RefCOCO-family files), as a string.
+        masks: one COCO RLE per referred instance; empty for a no-target expression. Stored
+            validated in pycocotools' form (``bytes`` counts); ``masktok.eval.report.json_ready``
+            turns records into JSON.
+        boxes: one COCO ``[x, y, w, h]`` per referred instance.
+    """
+
+    sample_id: str
+    image_id: Any
+    file_name: str | None
+    height: int
+    width: int
+    sentence: str
+    masks: list[dict]
+    boxes: list[list[float]] = field(default_factory=list)
+    no_target: bool = False
+
+    def __post_init__(self) -> None:
+        self.masks = [coco_rle(m, f"sample {self.sample_id} mask {i}") for i, m in enumerate(self.masks)]
+        for i, m in enumerate(self.masks):
+            if tuple(m["size"]) != (self.height, self.width):
+                raise ValueError(f"sample {self.sample_id}: mask {i} is {tuple(m['size'])} but the "
+                                 f"image is {(self.height, self.width)}")
+        if self.no_target and self.masks:
+            raise ValueError(f"sample {self.sample_id}: marked no-target but has {len(self.masks)} masks")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles lists, dicts, strings and numbers only; any class or function is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise ValueError(f"refusing to unpickle {module}.{name}: refs files hold plain data only")
+
+
+def load_refs(path: str | Path) -> list[dict]:
+    """A refer-API refs file (pickle or JSON list) → its list of ref dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"refs file not found: {path}")
+    if path.suffix in (".p", ".pkl", ".pickle"):
+        with path.open("rb") as f:
+            refs = _PlainUnpickler(f, encoding="utf-8").load()
+    else:
+        with path.open() as f:
+            refs = json.load(f)
+    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+        raise ValueError(f"{path}: expected a list of ref records")
+    return refs
+
+
+class _CocoIndex:
+    """A COCO instances file, loaded once; masks are converted only for the annotations asked for
+    (a RefCOCO split refers to a fraction of COCO's instances)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        data = load_json(self.path)
+        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+            raise ValueError(f"{self.path}: not a COCO instances file (needs images and annotations)")
+        self.images = {img["id"]: img for img in data["images"]}
+        self.anns = {ann["id"]: ann for ann in data["annotations"]}
+        self.categories = {c["id"]: c.get("name", "") for c in data.get("categories", [])}
+
+    def mask(self, ann_id: Any) -> dict:
+        ann = self.anns[ann_id]
+        img = self.images[ann["image_id"]]
+        seg = ann.get("segmentation")
+        where = f"{self.path}: annotation {ann_id}"
+        if isinstance(seg, list):
+            return polygons_to_rle(seg, img["height"], img["width"], name=where)
+        if isinstance(seg, dict):
+            return coco_rle(seg, where)
+        raise ValueError(f"{where}: segmentation must be polygons or RLE")
+
+
+def _ref_samples(path: Path, refs: list[dict], instances_path: str | Path, split: str | None,
+                 generalized: bool) -> list[ReferringSample]:
+    coco = _CocoIndex(instances_path)
+    out: list[ReferringSample] = []
+    for k, ref in enumerate(refs):
+        where = f"{path}: ref #{k} (ref_id={ref.get('ref_id')})"
+        if split is not None and ref.get("split") != split:
+            continue
+        for key in ("image_id", "sentences", "ann_id"):
+            if key not in ref:
+                raise ValueError(f"{where}: no {key!r}")
+        if ref["image_id"] not in coco.images:
+            raise ValueError(f"{where}: image_id {ref['image_id']} is not in {instances_path}")
+        img = coco.images[ref["image_id"]]
+        ann_ids = ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]]
+        no_target = bool(ref.get("no_target", False)) if generalized else False
+        if no_target or ann_ids == [-1]:
+            ann_ids, no_target = [], True
+        masks, boxes = [], []
+        for ann_id in ann_ids:
+            if ann_id not in coco.anns:
+                raise ValueError(f"{where}: ann_id {ann_id} is not in {instances_path}")
+            ann = coco.anns[ann_id]
+            if ann["image_id"] != img["id"]:
+                raise ValueError(f"{where}: ann_id {ann_id} belongs to image {ann['image_id']}")
+            masks.append(coco.mask(ann_id))
+            if "bbox" not in ann or len(ann["bbox"]) != 4:
+                raise ValueError(f"{where}: ann_id {ann_id} has no COCO bbox")
+            boxes.append([float(v) for v in ann["bbox"]])
+        for sent in ref["sentences"]:
+            text = sent.get("sent", sent.get("raw"))
+            if not isinstance(text, str) or "sent_id" not in sent:
+                raise ValueError(f"{where}: each sentence needs 'sent_id' and 'sent'")
+            out.append(ReferringSample(
+                sample_id=str(sent["sent_id"]), image_id=img["id"], file_name=img.get("file_name"),
+                height=int(img["height"]), width=int(img["width"]), sentence=text, masks=list(masks),
+                boxes=[list(b) for b in boxes], no_target=no_target))
+    if not out:
+        raise ValueError(f"{path}: no sentences" + (f" in split {split!r}" if split else ""))
+    ids = [s.sample_id for s in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: sentence ids are not unique")
+    return out
+
+
+def read_refcoco(refs_path: str | Path, instances_path: str | Path,
+                 split: str | None = None) -> list[ReferringSample]:
+    """RefCOCO/+/g refs + COCO instances → one sample per sentence (one instance each); the
+    ground-truth box is the instance's COCO ``bbox``."""
+    return _ref_samples(Path(refs_path), load_refs(refs_path), instances_path, split, generalized=False)
+
+
+def read_grefcoco(grefs_path: str | Path, instances_path: str | Path,
+                  split: str | None = None) -> list[ReferringSample]:
+    """gRefCOCO ``grefs(unc).json`` + instances → one sample per sentence (0..n instances)."""
+    return _ref_samples(Path(grefs_path), load_refs(grefs_path), instances_path, split, generalized=True)
+
+
+def read_coco_referring(instances_path: str | Path, include_crowd: bool = False) -> list[ReferringSample]:
+    """COCO instances → one sample per instance (id = annotation id, expression = category name,
+    box = the annotation's ``bbox``), in file order; crowd regions only on request."""
+    coco = _CocoIndex(instances_path)
+    out = []
+    for ann_id, ann in coco.anns.items():
+        if ann.get("iscrowd", 0) and not include_crowd:
+            continue
+        img = coco.images.get(ann["image_id"])
+        if img is None:
+            raise ValueError(f"{instances_path}: annotation {ann_id} refers to unknown image {ann['image_id']}")
+        out.append(ReferringSample(
+            sample_id=str(ann_id), image_id=img["id"], file_name=img.get("file_name"),
+            height=int(img["height"]), width=int(img["width"]),
+            sentence=coco.categories.get(ann.get("category_id"), ""), masks=[coco.mask(ann_id)],
+            boxes=[[float(v) for v in ann["bbox"]]] if "bbox" in ann else []))
+    return out
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """A JSON-lines file → its records (blank lines skipped); bad JSON names the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {n}: invalid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}: line {n}: expected a JSON object")
+            out.append(rec)
+    return out
+
+
+def _require(rec: dict, keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in rec]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(map(repr, missing))}")
+
+
+def read_referring_jsonl(path: str | Path) -> list[ReferringSample]:
+    """masktok's referring JSONL: ``{"id", "height", "width", "masks": [RLE...], "sentence"?,
+    "image_id"?, "file_name"?, "boxes"?: [[x, y, w, h]...], "no_target"?}`` per line."""
+    out = []
+    for n, rec in enumerate(read_jsonl(path), 1):
+        where = f"{path}: record {n}"
+        _require(rec, ("id", "height", "width", "masks"), where)
+        try:
+            out.append(ReferringSample(
+                sample_id=str(rec["id"]), image_id=rec.get("image_id"), file_name=rec.get("file_name"),
+                height=int(rec["height"]), width=int(rec["width"]), sentence=rec.get("sentence", ""),
+                masks=rec["masks"], boxes=rec.get("boxes", []), no_target=bool(rec.get("no_target", False))))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
+def load_referring(annotations: str | Path, instances: str | Path | None = None,
+                   split: str | None = None) -> list[ReferringSample]:
+    """Pick the reader from the file: ``.jsonl`` → masktok JSONL; a refs pickle / refs JSON list →
+    RefCOCO-family or gRefCOCO (``instances`` required); a COCO instances JSON → one sample per
+    instance."""
+    path = Path(annotations)
+    if path.suffix == ".jsonl":
+        return read_referring_jsonl(path)
+    if path.suffix in (".p", ".pkl", ".pickle"):
+        if instances is None:
+            raise ValueError(f"{path} is a refs file: pass the COCO instances JSON too")
+        return read_refcoco(path, instances, split)
+    with path.open() as f:
+        data = json.load(f)
+    if isinstance(data, dict) and "annotations" in data:
+        return read_coco_referring(path)
+    if isinstance(data, list):
+        if instances is None:
+            raise ValueError(f"{path} is a refs file: pass the COCO instances JSON too")
+        generalized = any(isinstance(r.get("ann_id"), list) or "no_target" in r for r in data)
+        return _ref_samples(path, data, instances, split, generalized)
+    raise ValueError(f"{path}: not a referring annotation file (JSONL, refs list or COCO instances)")
+
+
+def read_glamm_gcg(mask_gt_path: str | Path, caption_gt_path: str | Path) -> list[GCGSample]:
+    """GLaMM's GCG evaluation pair → one :class:`GCGSample` per image of the caption file.
+
+    The caption file's annotation for an image carries ``caption`` and ``labels`` (the
+    phrases); the mask file's annotations of that image, in file order, are the phrases' masks.
+    """
+    with Path(mask_gt_path).open() as f:
+        mask_gt = json.load(f)
+    with Path(caption_gt_path).open() as f:
+        cap_gt = json.load(f)
+    for name, data in (("mask", mask_gt), ("caption", cap_gt)):
+        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+            raise ValueError(f"GLaMM {name} ground truth must be COCO-style with images and annotations")
+    sizes = {img["id"]: (int(img["height"]), int(img["width"]), img.get("file_name"))
+             for img in mask_gt["images"]}
+    masks: dict[Any, list[dict]] = {}
+    for ann in mask_gt["annotations"]:
+        masks.setdefault(ann["image_id"], []).append(ann["segmentation"])
+    captions: dict[Any, dict] = {}
+    for ann in cap_gt["annotations"]:
+        if ann["image_id"] in captions:
+            raise ValueError(f"{caption_gt_path}: image {ann['image_id']!r} has two caption records")
+        captions[ann["image_id"]] = ann
+    out = []
+    for img in cap_gt["images"]:
+        image_id = img["id"]
+        if image_id not in captions or image_id not in sizes:
+            raise ValueError(f"image {image_id!r} lacks a caption record or a mask-file image entry")
+        h, w, file_name = sizes[image_id]
+        cap = captions[image_id]
+        out.append(GCGSample(image_id=image_id, height=h, width=w, captions=[cap["caption"]],
+                             phrases=list(cap.get("labels", [])), masks=masks.get(image_id, []),
+                             file_name=img.get("file_name", file_name)))
+    return out
+
+
+def read_gcg_jsonl(path: str | Path) -> list[GCGSample]:
+    """masktok's GCG ground-truth JSONL: ``{"image_id", "height", "width", "caption" |
+    "captions", "phrases", "masks", "file_name"?}`` per line (``masks[i]`` grounds
+    ``phrases[i]``)."""
+    out = []
+    for n, rec in enumerate(read_jsonl(path), 1):
+        where = f"{path}: record {n}"
+        _require(rec, ("image_id", "height", "width", "phrases", "masks"), where)
+        captions = rec.get("captions", [rec["caption"]] if "caption" in rec else None)
+        if not captions:
+            raise ValueError(f"{where}: needs 'caption' or 'captions'")
+        try:
+            out.append(GCGSample(image_id=rec["image_id"], height=int(rec["height"]),
+                                 width=int(rec["width"]), captions=list(captions),
+                                 phrases=list(rec["phrases"]), masks=list(rec["masks"]),
+                                 file_name=rec.get("file_name")))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class MCQQuestion:
+    """A multiple-choice question: lettered ``options`` and the correct letter."""
+
+    question_id: str
+    options: list[str]
+    answer: str
+
+
+def read_mcq_jsonl(path: str | Path) -> list[MCQQuestion]:
+    """``{"id", "options": [...], "answer": "B"}`` per line."""
+    out = []
+    for n, rec in enumerate(read_jsonl(path), 1):
+        where = f"{path}: record {n}"
+        _require(rec, ("id", "options", "answer"), where)
+        options = rec["options"]
+        if not isinstance(options, list) or not 2 <= len(options) <= 26:
+            raise ValueError(f"{where}: 'options' must list 2 to 26 choices")
+        answer = rec["answer"]
+        if not isinstance(answer, str) or len(answer) != 1 or not "A" <= answer <= chr(64 + len(options)):
+            raise ValueError(f"{where}: 'answer' must be one of the option letters, got {answer!r}")
+        out.append(MCQQuestion(question_id=str(rec["id"]), options=[str(o) for o in options], answer=answer))
+    return out

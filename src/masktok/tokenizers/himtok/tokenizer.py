@@ -1,0 +1,314 @@
+"""The public HiMTok tokenizer: binary masks ⇄ up to K codes ⇄ mask words.
+
+Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
+ignored. Masks of any size are stretched to the model frame (256×256, bilinear, as the official
+model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
+any device; results come back on the CPU (codes int64, masks bool, maps float32).
+
+Decoding accepts any prefix of the code sequence (1 … max_codes codes): missing latent slots are
+zero-filled after the decoder's input linear. Soft decoding takes per-position code probabilities,
+e.g. ``softmax(2 · logits)`` of an LMM restricted to the mask-code ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from masktok.tokenizers.base import DecodedWords
+from masktok.tokenizers.himtok import checkpoint
+from masktok.tokenizers.himtok.config import HiMTokConfig, get_config, official_config
+from masktok.tokenizers.himtok.model import HiMTokModel
+from masktok.tokenizers.quantizers.vq import check_codes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from masktok.words import MaskVocabulary
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _check_size(size: Sequence[int] | None, default: int) -> tuple[int, int]:
+    if size is None:
+        return default, default
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise ValueError(f"size must be (height, width) with two positive integers, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_threshold(threshold: float | None) -> float:
+    if threshold is None:
+        return 0.5
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold is a probability and must lie in (0, 1), got {threshold}")
+    return float(threshold)
+
+
+def _as_binary_masks(masks: Any) -> torch.Tensor:
+    """masks (N, H, W) bool / {0, 1} numpy or torch → bool tensor (N, H, W) on its device."""
+    if isinstance(masks, np.ndarray):
+        masks = torch.from_numpy(np.ascontiguousarray(masks))
+    if not isinstance(masks, torch.Tensor):
+        raise ValueError(f"masks must be a numpy array or torch tensor of shape (N, H, W), got {type(masks).__name__}")
+    if masks.ndim != 3:
+        raise ValueError(f"masks must have shape (N, H, W), got {tuple(masks.shape)}")
+    if masks.shape[1] == 0 or masks.shape[2] == 0:
+        raise ValueError(f"masks must have a non-empty height and width, got {tuple(masks.shape)}")
+    if masks.dtype == torch.bool:
+        return masks
+    if masks.is_complex():
+        raise ValueError(f"masks must be bool or hold only 0 and 1, got dtype {masks.dtype}")
+    if ((masks != 0) & (masks != 1)).any():  # NaN fails both comparisons too
+        raise ValueError("masks must be binary: bool or values in {0, 1}; found other values")
+    return masks != 0
+
+
+class HiMTok:
+    """HiMTok tokenizer (official or compact model) behind masktok's tokenizer interface.
+
+    Attributes:
+        model: the :class:`HiMTokModel` (eval mode).
+        config: its :class:`HiMTokConfig`.
+        device, dtype: where and in which precision it runs (bf16 on CUDA, fp32 on CPU by default).
+    """
+
+    def __init__(self, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+        self.device = torch.device(device)
+        self.dtype = dtype or _default_dtype(self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.config: HiMTokConfig = model.config
+        self._vocabulary: MaskVocabulary | None = None
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: str | HiMTokConfig, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, seed: int | None = None) -> "HiMTok":
+        """A randomly initialised tokenizer for a config or a config name (see ``CONFIGS``)."""
+        config = get_config(config) if isinstance(config, str) else config
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(HiMTokModel(config), device=device, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
+        """Load a masktok folder (``config.json`` + ``model.safetensors``) or an official checkpoint
+        (``himtok.pth``, a folder holding it, or an LMM state dict with ``mask_decoder.`` keys).
+
+        ``config`` is only used for official checkpoints (default: :func:`official_config`).
+        """
+        path = Path(path)
+        if path.is_file() and path.name in (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME) \
+                and (path.parent / checkpoint.CONFIG_NAME).is_file():
+            path = path.parent  # a file of a masktok folder names the folder
+        if path.is_dir() and (path / checkpoint.CONFIG_NAME).is_file():
+            folder_config = checkpoint.read_folder_config(path)
+            weights = path / checkpoint.WEIGHTS_NAME
+            model = HiMTokModel(folder_config)
+            checkpoint.load_state_dict_strict(model, checkpoint.read_state_dict(weights), str(weights))
+            return cls(model, device=device, dtype=dtype)
+        official = checkpoint.find_official_file(path)
+        if official is None:
+            raise ValueError(f"{path} is neither a HiMTok folder (config.json + {checkpoint.WEIGHTS_NAME}) "
+                             f"nor an official checkpoint file / folder holding {checkpoint.OFFICIAL_NAME}")
+        return cls.from_official(official, device=device, dtype=dtype, config=config)
+
+    @classmethod
+    def from_official(cls, path: str | Path, device: str | torch.device = "cpu",
+                      dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
+        """Strictly load an official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.`` allowed)."""
+        config = config or official_config()
+        state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(path))
+        if config.quantizer == "vq":  # every buffer is persistent: skip the random init
+            with torch.device("meta"):
+                model = HiMTokModel(config)
+            model = model.to_empty(device="cpu")
+        else:
+            model = HiMTokModel(config)
+        checkpoint.load_state_dict_strict(model, state, str(path))
+        return cls(model, device=device, dtype=dtype)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (weights in the current dtype) into ``path``."""
+        checkpoint.save_folder(self.model, self.config, path)
+
+    def save_official(self, path: str | Path, prefix: str = "") -> None:
+        """Write the weights as an official-style flat torch state dict (e.g. ``himtok.pth``)."""
+        checkpoint.save_official(self.model, path, prefix=prefix)
+
+    # ---- vocabulary ---------------------------------------------------------------------------
+    @property
+    def max_codes(self) -> int:
+        """Longest code sequence per mask (32 for the official model)."""
+        return self.config.max_codes
+
+    @property
+    def vocabulary(self) -> "MaskVocabulary":
+        """The mask-word vocabulary: ``<|mt_start|>``, ``<|mt_end|>``, ``<|mt_{code}|>``."""
+        if self._vocabulary is None:
+            from masktok.words import himtok_vocabulary
+
+            self._vocabulary = himtok_vocabulary(codebook_size=self.config.codebook_size,
+                                                 max_codes=self.max_codes)
+        return self._vocabulary
+
+    # ---- encoding -----------------------------------------------------------------------------
+    def prepare_masks(self, masks: Any) -> torch.Tensor:
+        """masks (N, H, W) binary → model input (N, in_channels, S, S) in the model dtype/device.
+
+        Stretched to S×S with bilinear interpolation of the 0/1 map (soft values at edges).
+        """
+        binary = _as_binary_masks(masks)
+        size = self.config.image_size
+        x = binary.to(device=self.device, dtype=torch.float32).unsqueeze(1)
+        if x.shape[-2:] != (size, size) and x.shape[0] > 0:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return x.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
+
+    @torch.inference_mode()
+    def encode(self, image: Any, masks: Any, num_codes: int | None = None, batch_size: int = 256) -> torch.Tensor:
+        """masks (N, H, W) binary → codes (N, num_codes or max_codes) int64 (CPU).
+
+        ``image`` is ignored. ``num_codes`` keeps a prefix of the sequence (1 … max_codes).
+        """
+        del image
+        num_codes = self.max_codes if num_codes is None else num_codes
+        if not isinstance(num_codes, int) or not 1 <= num_codes <= self.max_codes:
+            raise ValueError(f"num_codes must be an integer in [1, {self.max_codes}], got {num_codes!r}")
+        pixels = self.prepare_masks(masks)
+        chunks = [self.model.encode(pixels[i:i + batch_size]).codes[:, :num_codes].cpu()
+                  for i in range(0, pixels.shape[0], batch_size)]
+        if not chunks:
+            return torch.zeros(0, num_codes, dtype=torch.long)
+        return torch.cat(chunks)
+
+    # ---- decoding -----------------------------------------------------------------------------
+    def _check_code_batch(self, codes: Any, lengths: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        codes = torch.as_tensor(codes) if not isinstance(codes, torch.Tensor) else codes
+        if codes.ndim != 2:
+            raise ValueError(f"codes must have shape (N, L), got {tuple(codes.shape)}")
+        if not 1 <= codes.shape[1] <= self.max_codes:
+            raise ValueError(f"codes must hold a prefix of 1 to {self.max_codes} codes per mask, "
+                             f"got length {codes.shape[1]}")
+        codes = check_codes(codes, self.config.codebook_size)
+        if lengths is None:
+            return codes, None
+        lengths = torch.as_tensor(lengths)
+        if lengths.shape != (codes.shape[0],) or lengths.dtype.is_floating_point:
+            raise ValueError(f"lengths must be an int tensor of shape ({codes.shape[0]},), got "
+                             f"{tuple(lengths.shape)} {lengths.dtype}")
+        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > codes.shape[1]):
+            raise ValueError(f"lengths must lie in [1, {codes.shape[1]}] (the codes' width)")
+        return codes, lengths.long()
+
+    @torch.inference_mode()
+    def decode_logits(self, codes: Any, lengths: Any = None, batch_size: int = 256) -> torch.Tensor:
+        """codes (N, L), 1 ≤ L ≤ max_codes, optional per-row kept lengths (N,) → logits (N, S, S) float32 (CPU)."""
+        codes, lengths = self._check_code_batch(codes, lengths)
+        size = self.config.image_size
+        out = []
+        for i in range(0, codes.shape[0], batch_size):
+            chunk_lengths = None if lengths is None else lengths[i:i + batch_size].to(self.device)
+            logits = self.model.decode_codes(codes[i:i + batch_size].to(self.device), chunk_lengths)
+            out.append(logits[:, 0].float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, size, size)
+
+    def decode_probabilities(self, codes: Any, lengths: Any = None, batch_size: int = 256) -> torch.Tensor:
+        """codes (N, L) → mask probabilities (N, S, S) float32 in the 256×256 model frame (CPU)."""
+        return torch.sigmoid(self.decode_logits(codes, lengths, batch_size))
+
+    def decode(self, image: Any, codes: Any, *, size: Sequence[int] | None = None, threshold: float | None = None,
+               return_logits: bool = False, lengths: Any = None) -> torch.Tensor:
+        """codes (N, L) → masks (N, H, W) bool at ``size`` (default: the 256×256 frame), stretched.
+
+        ``threshold`` applies to the probability (default 0.5). ``return_logits`` returns the
+        float32 logits resized to ``size`` instead. ``lengths`` (N,) decodes row i from its first
+        ``lengths[i]`` codes (ragged batches). ``image`` is ignored.
+        """
+        del image
+        height, width = _check_size(size, self.config.image_size)
+        threshold = _check_threshold(threshold)
+        return self._finish(self.decode_logits(codes, lengths), (height, width), threshold, return_logits)
+
+    @staticmethod
+    def code_probs_from_logits(logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+        """LMM logits over the code ids (..., V) → ``softmax(scale · logits)`` (the official scale is 2)."""
+        return torch.softmax(scale * logits.float(), dim=-1)
+
+    @torch.inference_mode()
+    def decode_soft(self, code_probs: torch.Tensor, *, size: Sequence[int] | None = None,
+                    threshold: float | None = None, return_logits: bool = False,
+                    renormalize: bool = True, batch_size: int = 256) -> torch.Tensor:
+        """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`).
+
+        Position t's token is the probability-weighted codebook mixture; ``renormalize`` as in
+        :meth:`CosineVectorQuantizer.soft_lookup` (True: one-hot rows decode exactly like hard
+        codes; False: the official LMM's raw mixture).
+        """
+        if not isinstance(code_probs, torch.Tensor) or code_probs.ndim != 3:
+            raise ValueError(f"code_probs must be a tensor of shape (N, T, V), got "
+                             f"{getattr(code_probs, 'shape', type(code_probs).__name__)}")
+        if not 1 <= code_probs.shape[1] <= self.max_codes:
+            raise ValueError(f"code_probs must cover 1 to {self.max_codes} code positions, "
+                             f"got {code_probs.shape[1]}")
+        height, width = _check_size(size, self.config.image_size)
+        threshold = _check_threshold(threshold)
+        out = []
+        for i in range(0, code_probs.shape[0], batch_size):
+            chunk = code_probs[i:i + batch_size].to(self.device)
+            out.append(self.model.decode_code_probs(chunk, renormalize=renormalize)[:, 0].float().cpu())
+        size_frame = self.config.image_size
+        logits = torch.cat(out) if out else torch.zeros(0, size_frame, size_frame)
+        return self._finish(logits, (height, width), threshold, return_logits)
+
+    def _finish(self, logits: torch.Tensor, size: tuple[int, int], threshold: float,
+                return_logits: bool) -> torch.Tensor:
+        if return_logits:
+            maps = logits
+        else:
+            maps = torch.sigmoid(logits)
+        if maps.shape[-2:] != size and maps.shape[0] > 0:
+            maps = F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+        elif maps.shape[0] == 0:
+            maps = maps.new_zeros(0, *size)
+        return maps if return_logits else maps > threshold
+
+    # ---- mask words ---------------------------------------------------------------------------
+    def encode_words(self, image: Any, masks: Any, num_codes: int | None = None) -> list[str]:
+        """masks (N, H, W) → N strings ``<|mt_start|><|mt_c0|>…<|mt_end|>``."""
+        from masktok.words import format_mask_words
+
+        codes = self.encode(image, masks, num_codes=num_codes)
+        return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
+
+    def decode_words(self, image: Any, text: str, *, size: Sequence[int] | None = None,
+                     lenient: bool = False) -> DecodedWords:
+        """Every decodable mask span of ``text`` → masks (M, H, W) plus the parse report.
+
+        Spans the parser marks as not decodable are reported in ``spans`` and not decoded.
+        """
+        from masktok.words import parse_mask_words
+
+        height, width = _check_size(size, self.config.image_size)
+        spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
+        indices = [i for i, span in enumerate(spans) if span.decodable]
+        if not indices:
+            return DecodedWords(masks=torch.zeros(0, height, width, dtype=torch.bool), spans=spans,
+                                decoded_span_indices=[])
+        rows = [spans[i].codes for i in indices]
+        longest = max(len(row) for row in rows)
+        if longest > self.max_codes or min(len(row) for row in rows) < 1:
+            raise ValueError(f"a decodable span holds {longest} codes; this tokenizer takes 1 to {self.max_codes}")
+        codes = torch.zeros(len(rows), longest, dtype=torch.long)
+        for r, row in enumerate(rows):
+            codes[r, :len(row)] = torch.tensor(row, dtype=torch.long)
+        lengths = torch.tensor([len(row) for row in rows])
+        masks = self.decode(None, codes, size=(height, width), lengths=lengths)
+        return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)

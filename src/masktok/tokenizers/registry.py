@@ -1,0 +1,56 @@
+"""``load_tokenizer(path)``: open any mask tokenizer from a file or folder.
+
+The family is read from the folder's ``config.json`` field ``"tokenizer_type"`` (masktok's own
+format), or recognised from an official file name (SAMTok: ``mask_tokenizer*.pth``, alone or in a
+VLM folder; HiMTok: ``himtok.pth``, alone or in a folder). Each family's loader is imported only
+when needed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.json"
+
+
+def tokenizer_type(path: str | Path) -> str:
+    """The tokenizer family stored at ``path`` ("samtok", "himtok", …); ``ValueError`` if unknown."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no tokenizer at {path}")
+    folder = path if path.is_dir() else path.parent
+    config = folder / CONFIG_FILE
+    if config.is_file() and (path.is_dir() or path.name == CONFIG_FILE or path.suffix == ".safetensors"):
+        try:
+            data = json.loads(config.read_text())
+        except ValueError as err:
+            raise ValueError(f"{config} is not valid JSON: {err}") from err
+        kind = data.get("tokenizer_type") if isinstance(data, dict) else None
+        if not isinstance(kind, str):
+            raise ValueError(f"{config} has no \"tokenizer_type\" field naming the tokenizer family")
+        return kind
+    if path.is_dir() and any(path.glob("mask_tokenizer*.pth")):
+        return "samtok"
+    if path.is_file() and path.name.startswith("mask_tokenizer") and path.suffix == ".pth":
+        return "samtok"
+    if (path.is_dir() and (path / "himtok.pth").is_file()) or (path.is_file() and path.name == "himtok.pth"):
+        return "himtok"
+    raise ValueError(f"cannot tell which mask tokenizer {path} holds: expected a folder with {CONFIG_FILE} "
+                     "(field \"tokenizer_type\") or an official checkpoint such as mask_tokenizer_256x2.pth "
+                     "or himtok.pth")
+
+
+def load_tokenizer(path: str | Path, device: Any = "cpu", dtype: Any = None, **kwargs: Any):
+    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path``."""
+    kind = tokenizer_type(path)
+    if kind == "samtok":
+        from masktok.tokenizers.samtok import SAMTok
+
+        return SAMTok.from_pretrained(path, device=device, dtype=dtype, **kwargs)
+    if kind == "himtok":
+        from masktok.tokenizers.himtok import HiMTok
+
+        return HiMTok.from_pretrained(path, device=device, dtype=dtype, **kwargs)
+    raise ValueError(f"{path}: unknown tokenizer_type {kind!r}")

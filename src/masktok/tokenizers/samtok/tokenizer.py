@@ -1,0 +1,393 @@
+"""``SAMTok``: masks ↔ 2 codes ↔ mask words, with one image-encoder pass per image.
+
+Typical use::
+
+    tok = SAMTok.from_pretrained("Qwen3-VL-8B-SAMTok/", device="cuda")   # bf16 on CUDA
+    codes = tok.encode(image, masks)            # (N, H, W) binary → (N, 2) int64
+    masks = tok.decode(image, codes)            # (N, 2) or (N, 1) → (N, H, W) bool
+    words = tok.encode_words(image, masks)      # ["<|mt_start|><|mt_0011|><|mt_0347|><|mt_end|>", …]
+    result = tok.decode_words(image, text)      # DecodedWords(masks, spans, decoded_span_indices)
+
+Every image is encoded once and all its masks go through the mask encoder / decoder as one batch.
+``embed_image`` returns a reusable :class:`ImageEmbedding`; an :class:`ImageEmbeddingCache` passed
+as ``cache=`` reuses embeddings across calls; ``encode_batch`` / ``decode_batch`` stream many
+images (per-image mask lists) with CPU preprocessing on worker threads overlapping the device.
+Results are returned on the CPU. Exactly the official behaviour: see ``DESIGN.md`` §3.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from masktok.tokenizers.base import DecodedWords
+from masktok.tokenizers.samtok.checkpoint import save_official_checkpoint
+from masktok.tokenizers.samtok.config import SAMTokConfig
+from masktok.tokenizers.samtok.cuda_graph import GraphedImageEncoder
+from masktok.tokenizers.samtok.embedding_cache import ImageEmbedding, ImageEmbeddingCache, image_digest
+from masktok.tokenizers.samtok.loading import CONFIG_FILE, WEIGHTS_FILE, load_model
+from masktok.tokenizers.samtok.model import ImageFeatures, SAMTokModel
+from masktok.tokenizers.samtok.preprocess import (
+    as_mask_batch,
+    box_prompts,
+    load_rgb,
+    mask_boxes,
+    normalize_pixels,
+    resize_logits,
+    resize_rgb,
+    soft_mask_prompts,
+)
+
+
+@dataclass
+class _Prepared:
+    """An image made ready on the host: a known embedding, or resized pixels to encode."""
+
+    size: tuple[int, int]
+    embedding: ImageEmbedding | None = None
+    pixels: np.ndarray | None = None  # (S, S, 3) uint8
+    key: str | None = None
+    source: Any = None  # the caller's image, to resize later if a cached embedding was evicted
+
+
+class SAMTok:
+    """The SAMTok mask tokenizer (see the module docstring).
+
+    Args:
+        model: the network (moved to ``device`` and cast here).
+        device: where it runs.
+        dtype: compute dtype of the encoders/decoder; default bf16 on CUDA, float32 elsewhere.
+        compile: ``torch.compile`` the image encoder (static shapes).
+        mask_batch_size: most masks per mask-encoder / decoder pass.
+        num_workers: threads for image loading and resizing in the batched calls.
+    """
+
+    def __init__(self, model: SAMTokModel, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 compile: bool = False, mask_batch_size: int = 256, num_workers: int | None = None) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.model = model.set_compute_dtype(self.dtype).to(self.device).eval()
+        self.config: SAMTokConfig = model.config
+        self.mask_batch_size = mask_batch_size
+        self.num_workers = num_workers or min(8, os.cpu_count() or 1)
+        self._encoder: Callable[[torch.Tensor], ImageFeatures] = model.image_features
+        if compile:
+            self._encoder = torch.compile(model.image_features, dynamic=False)
+        self._graphs: GraphedImageEncoder | None = None
+        self._vocabulary = None
+
+    # Construction & saving -------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: SAMTokConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                    seed: int | None = None, **kwargs: Any) -> "SAMTok":
+        """A tokenizer with random weights (tests, benchmarks, training from scratch)."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(SAMTokModel(config), device=device, dtype=dtype, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                        *, config: SAMTokConfig | None = None, sam2_checkpoint: str | Path | None = None,
+                        **kwargs: Any) -> "SAMTok":
+        """Load from a masktok folder, an official ``mask_tokenizer_*.pth`` (+ ``sam2_checkpoint``),
+        or an official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`."""
+        model = load_model(path, config=config, sam2_checkpoint=sam2_checkpoint)
+        return cls(model, device=device, dtype=dtype, **kwargs)
+
+    def save_pretrained(self, path: str | Path, *, layout: str = "masktok") -> None:
+        """``layout="masktok"``: ``config.json`` + ``model.safetensors`` (float32) in folder ``path``;
+        ``layout="official"``: ``mask_tokenizer_<K>x<depth>.pth`` in folder ``path``."""
+        from safetensors.torch import save_file
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if layout == "official":
+            cfg = self.config
+            save_official_checkpoint(self.model, folder / f"mask_tokenizer_{cfg.codebook_size}x{cfg.codebook_depth}.pth")
+            return
+        if layout != "masktok":
+            raise ValueError(f"layout must be 'masktok' or 'official', got {layout!r}")
+        import json
+
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        state = {k: v.detach().cpu().float().contiguous().clone() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "tokenizer_type": "samtok"})
+
+    @property
+    def vocabulary(self):
+        """The grammar's :class:`~masktok.words.MaskVocabulary` for this codebook size and depth."""
+        if self._vocabulary is None:
+            from masktok.words import samtok_vocabulary
+
+            self._vocabulary = samtok_vocabulary(codebook_size=self.config.codebook_size,
+                                                 depth=self.config.codebook_depth)
+        return self._vocabulary
+
+    # Latency mode ------------------------------------------------------------------------------
+    def capture_image_encoder(self, batch_sizes: Sequence[int] = (1,),
+                              encoder: Callable[[torch.Tensor], ImageFeatures] | None = None) -> None:
+        """Record CUDA graphs of the image encoder for these batch sizes (static shapes); later
+        passes of those sizes replay them, removing the kernel-launch overhead of small batches.
+        ``encoder`` defaults to the tokenizer's (compiled when built with ``compile=True``)."""
+        if self._graphs is None:
+            self._graphs = GraphedImageEncoder(self._encoder, self.config.image_size, self.device)
+        for size in batch_sizes:
+            self._graphs.capture(int(size), encoder)
+
+    # Image embeddings --------------------------------------------------------------------------
+    def embed_image(self, image: Any, *, cache: ImageEmbeddingCache | None = None) -> ImageEmbedding:
+        """One image → its reusable :class:`ImageEmbedding`."""
+        return self.embed_images([image], cache=cache)[0]
+
+    def embed_images(self, images: Sequence[Any], *, batch_size: int = 8,
+                     cache: ImageEmbeddingCache | None = None) -> list[ImageEmbedding]:
+        out: list[ImageEmbedding] = []
+        for chunk, features in self._feature_chunks(images, batch_size, cache):
+            out.extend(self._embedding(features, i, p.size) for i, p in enumerate(chunk))
+        return out
+
+    # Encode ------------------------------------------------------------------------------------
+    def encode(self, image: Any, masks: Any, *, cache: ImageEmbeddingCache | None = None) -> torch.Tensor:
+        """Masks (N, H, W) at the image's size → codes (N, depth) int64 (CPU). N may be 0."""
+        return self.encode_batch([image], [masks], batch_size=1, cache=cache)[0]
+
+    def encode_batch(self, images: Sequence[Any], masks: Sequence[Any], *, batch_size: int = 8,
+                     cache: ImageEmbeddingCache | None = None) -> list[torch.Tensor]:
+        """Per-image mask lists → per-image codes (N_i, depth); each image is encoded once."""
+        if len(images) != len(masks):
+            raise ValueError(f"got {len(images)} images but {len(masks)} mask lists")
+        depth = self.config.codebook_depth
+        results: list[torch.Tensor] = []
+        pending: tuple[torch.Tensor, list[int]] | None = None
+        start = 0
+        for chunk, features in self._feature_chunks(images, batch_size, cache, skip=self._no_masks(masks)):
+            chunk_masks = masks[start: start + len(chunk)]
+            start += len(chunk)
+            launched = self._launch_encode(chunk, features, chunk_masks, start - len(chunk))
+            if pending is not None:
+                results.extend(self._finish_codes(*pending))
+            pending = launched
+        if pending is not None:
+            results.extend(self._finish_codes(*pending))
+        return [r if r is not None else torch.zeros(0, depth, dtype=torch.long) for r in results]
+
+    @staticmethod
+    def _no_masks(masks: Sequence[Any]) -> list[bool]:
+        return [len(m) == 0 for m in masks]
+
+    @torch.inference_mode()
+    def _launch_encode(self, chunk: list[_Prepared], features: ImageFeatures | None, chunk_masks: Sequence[Any],
+                       offset: int) -> tuple[torch.Tensor, list[int]]:
+        cfg = self.config
+        boxes, prompts, index, counts = [], [], [], []
+        for row, (item, masks) in enumerate(zip(chunk, chunk_masks)):
+            name = f"masks[{offset + row}]"
+            batch = as_mask_batch(masks, item.size, self.device, name)
+            counts.append(batch.shape[0])
+            if batch.shape[0] == 0:
+                continue
+            boxes.append(box_prompts(mask_boxes(batch), *item.size, cfg.image_size))
+            prompts.append(soft_mask_prompts(batch, cfg.mask_size))
+            index.append(torch.full((batch.shape[0],), row, dtype=torch.long, device=self.device))
+        if not boxes:
+            return torch.zeros(0, cfg.codebook_depth, dtype=torch.long, device=self.device), counts
+        boxes_t, prompts_t, index_t = torch.cat(boxes), torch.cat(prompts), torch.cat(index)
+        codes = []
+        for s in range(0, boxes_t.shape[0], self.mask_batch_size):
+            part = slice(s, s + self.mask_batch_size)
+            embeddings = self.model.mask_embeddings(features, index_t[part], boxes_t[part], prompts_t[part])
+            codes.append(self.model.quantizer.quantize(embeddings, update_codebooks=False)[0])
+        return torch.cat(codes), counts
+
+    @staticmethod
+    def _finish_codes(codes: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+        return list(codes.cpu().split(counts))
+
+    # Decode ------------------------------------------------------------------------------------
+    def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None, threshold: float | None = None,
+               return_logits: bool = False, cache: ImageEmbeddingCache | None = None) -> torch.Tensor:
+        """Codes (N, L), L ≤ depth (a prefix; −1 marks a trailing level left out) → masks (N, H, W)
+        bool (CPU), or float32 logits if ``return_logits``. Level-0-only codes decode with the
+        level-0 codeword alone; out-of-range codes raise ``ValueError``."""
+        return self.decode_batch([image], [codes], sizes=None if size is None else [size], threshold=threshold,
+                                 return_logits=return_logits, batch_size=1, cache=cache)[0]
+
+    def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
+                     sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
+                     return_logits: bool = False, batch_size: int = 8,
+                     cache: ImageEmbeddingCache | None = None) -> list[torch.Tensor]:
+        """Per-image codes → per-image masks (N_i, H_i, W_i); each image is encoded once.
+        ``threshold``: logit threshold after the bilinear resize (default: the config's 0.5)."""
+        if len(images) != len(codes):
+            raise ValueError(f"got {len(images)} images but {len(codes)} code tensors")
+        if sizes is not None and len(sizes) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(sizes)} output sizes")
+        checked = [self._check_codes(c, f"codes[{i}]") for i, c in enumerate(codes)]
+        threshold = self.config.mask_threshold if threshold is None else float(threshold)
+        results: list[torch.Tensor] = []
+        pending: list[torch.Tensor] | None = None
+        start = 0
+        for chunk, features in self._feature_chunks(images, batch_size, cache, skip=[len(c) == 0 for c in checked]):
+            rows = range(start, start + len(chunk))
+            start += len(chunk)
+            out_sizes = [tuple(sizes[i]) if sizes is not None and sizes[i] is not None else chunk[r].size
+                         for r, i in enumerate(rows)]
+            launched = self._launch_decode(features, [checked[i] for i in rows], out_sizes, threshold, return_logits)
+            if pending is not None:
+                results.extend(t.cpu() for t in pending)
+            pending = launched
+        if pending is not None:
+            results.extend(t.cpu() for t in pending)
+        return results
+
+    def _check_codes(self, codes: Any, name: str) -> torch.Tensor:
+        if not isinstance(codes, torch.Tensor):
+            array = np.asarray(codes)
+            if array.size == 0:
+                array = array.reshape(0, self.config.codebook_depth).astype(np.int64)
+            if array.dtype.kind not in "iu":
+                raise ValueError(f"{name} must hold integer codes, got dtype {array.dtype}")
+            codes = torch.from_numpy(array.astype(np.int64))
+        if codes.dim() != 2:
+            raise ValueError(f"{name} must have shape (N, L), got {tuple(codes.shape)}")
+        return self.model.quantizer.check_codes(codes.cpu(), name)
+
+    @torch.inference_mode()
+    def _launch_decode(self, features: ImageFeatures | None, codes: list[torch.Tensor], sizes: list[tuple[int, int]],
+                       threshold: float, return_logits: bool) -> list[torch.Tensor]:
+        counts = [c.shape[0] for c in codes]
+        best: torch.Tensor | None = None
+        if sum(counts):
+            all_codes = torch.cat([c for c in codes if c.shape[0]]).to(self.device)
+            index = torch.cat([torch.full((n,), r, dtype=torch.long) for r, n in enumerate(counts) if n]).to(self.device)
+            embeddings = self.model.quantizer.lookup(all_codes)
+            parts = []
+            for s in range(0, all_codes.shape[0], self.mask_batch_size):
+                part = slice(s, s + self.mask_batch_size)
+                logits, iou = self.model.decode_logits(features, index[part], embeddings[part])
+                parts.append(SAMTokModel.best_mask(logits, iou))
+            best = torch.cat(parts)
+        out, start = [], 0
+        for n, size in zip(counts, sizes):
+            if n == 0:
+                dtype = torch.float32 if return_logits else torch.bool
+                out.append(torch.zeros(0, *size, dtype=dtype, device=self.device))
+                continue
+            logits = resize_logits(best[start: start + n], size)
+            start += n
+            out.append(logits if return_logits else logits > threshold)
+        return out
+
+    # Words -------------------------------------------------------------------------------------
+    def encode_words(self, image: Any, masks: Any, *, cache: ImageEmbeddingCache | None = None) -> list[str]:
+        """Masks (N, H, W) → N mask-word strings (``<|mt_start|><|mt_0011|><|mt_0347|><|mt_end|>``)."""
+        from masktok.words import format_mask_words
+
+        codes = self.encode(image, masks, cache=cache)
+        return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
+
+    def decode_words(self, image: Any, text: str, *, size: tuple[int, int] | None = None, lenient: bool = False,
+                     cache: ImageEmbeddingCache | None = None) -> DecodedWords:
+        """Every decodable mask span of ``text`` → masks (M, H, W) bool, plus the parse report.
+        Strict mode raises on malformed words; lenient mode reports and skips what it cannot decode."""
+        from masktok.words import parse_mask_words
+
+        spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
+        indices = [i for i, span in enumerate(spans) if span.decodable]
+        depth = self.config.codebook_depth
+        codes = torch.full((len(indices), depth), -1, dtype=torch.long)
+        for row, i in enumerate(indices):
+            span_codes = list(spans[i].codes)[:depth]
+            codes[row, : len(span_codes)] = torch.tensor(span_codes, dtype=torch.long)
+        masks = self.decode(image, codes, size=size, cache=cache)
+        return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)
+
+    # Image pipeline ----------------------------------------------------------------------------
+    def _embedding(self, features: ImageFeatures, row: int, size: tuple[int, int]) -> ImageEmbedding:
+        one = ImageFeatures(features.embedding[row: row + 1].clone(),
+                            tuple(t[row: row + 1].clone() for t in features.high_res))
+        return ImageEmbedding(one, size, id(self))
+
+    def _prepare(self, image: Any, cache: ImageEmbeddingCache | None, need_pixels: bool) -> _Prepared:
+        """Host-side work for one image (runs on worker threads): load, digest, resize."""
+        if isinstance(image, ImageEmbedding):
+            if image.owner != id(self):
+                raise ValueError("this ImageEmbedding was computed by another tokenizer")
+            return _Prepared(size=image.size, embedding=image)
+        rgb = load_rgb(image)
+        size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        key = image_digest(rgb) if cache is not None else None
+        if not need_pixels or (key is not None and key in cache):
+            return _Prepared(size=size, key=key, source=image)
+        return _Prepared(size=size, pixels=resize_rgb(rgb, self.config.image_size), key=key, source=image)
+
+    def _encode_pixels(self, pixels: list[np.ndarray]) -> ImageFeatures:
+        batch = torch.from_numpy(np.stack(pixels))
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        normalized = normalize_pixels(batch.to(self.device, non_blocking=True))
+        features = self._graphs(normalized) if self._graphs is not None else None
+        return features if features is not None else self._encoder(normalized)
+
+    @torch.inference_mode()
+    def _features(self, chunk: list[_Prepared], cache: ImageEmbeddingCache | None, skip: list[bool]) -> ImageFeatures | None:
+        """Features of a chunk (one row per image; images in ``skip`` get a zero row)."""
+        rows: list[ImageFeatures | None] = [None] * len(chunk)
+        for i, item in enumerate(chunk):
+            if item.embedding is not None:
+                rows[i] = item.embedding.features
+            elif not skip[i] and item.key is not None and cache is not None:
+                hit = cache.get(item.key, id(self))
+                rows[i] = hit.features if hit is not None else None
+        todo = [i for i in range(len(chunk)) if rows[i] is None and not skip[i]]
+        for i in todo:  # cached at lookahead time but evicted since: resize now
+            if chunk[i].pixels is None:
+                chunk[i].pixels = resize_rgb(load_rgb(chunk[i].source), self.config.image_size)
+        if todo:
+            encoded = self._encode_pixels([chunk[i].pixels for i in todo])
+            if cache is None and len(todo) == len(chunk):  # the common case: the batch as it is
+                return encoded
+            for j, i in enumerate(todo):
+                rows[i] = ImageFeatures(encoded.embedding[j: j + 1], tuple(t[j: j + 1] for t in encoded.high_res))
+                if cache is not None and chunk[i].key is not None:
+                    cache.put(chunk[i].key, self._embedding(encoded, j, chunk[i].size))
+        present = [r for r in rows if r is not None]
+        if not present:
+            return None
+        template = present[0]
+        filled = [r if r is not None else ImageFeatures(torch.zeros_like(template.embedding),
+                                                         tuple(torch.zeros_like(t) for t in template.high_res))
+                  for r in rows]
+        return filled[0] if len(filled) == 1 else ImageFeatures.cat(filled)
+
+    def _feature_chunks(self, images: Sequence[Any], batch_size: int, cache: ImageEmbeddingCache | None,
+                        skip: list[bool] | None = None) -> Iterator[tuple[list[_Prepared], ImageFeatures | None]]:
+        """Chunks of ``batch_size`` images with their features; the next chunk is prepared on worker
+        threads while the device works on the current one."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        skip = skip or [False] * len(images)
+        bounds = [(s, min(s + batch_size, len(images))) for s in range(0, len(images), batch_size)]
+        if len(images) <= 1:
+            for a, b in bounds:
+                chunk = [self._prepare(images[i], cache, not skip[i]) for i in range(a, b)]
+                yield chunk, self._features(chunk, cache, skip[a:b])
+            return
+        with ThreadPoolExecutor(max_workers=self.num_workers) as pool:
+            def submit(a: int, b: int) -> list[Future]:
+                return [pool.submit(self._prepare, images[i], cache, not skip[i]) for i in range(a, b)]
+
+            queued = [submit(*bounds[0])] if bounds else []
+            for k, (a, b) in enumerate(bounds):
+                if k + 1 < len(bounds):
+                    queued.append(submit(*bounds[k + 1]))
+                chunk = [f.result() for f in queued.pop(0)]
+                yield chunk, self._features(chunk, cache, skip[a:b])
