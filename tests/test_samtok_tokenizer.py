@@ -234,3 +234,8 @@ def test_embedding_from_another_tokenizer_is_refused(tok):
     other = SAMTok.from_config(CONFIG, seed=1)
     with pytest.raises(ValueError, match="another tokenizer"):
         tok.encode(other.embed_image(_image()), _masks(1))
+
+
+def test_cuda_graph_capture_needs_a_cuda_device(tok):
+    with pytest.raises(ValueError, match="CUDA"):
+        tok.capture_image_encoder([1])

@@ -242,10 +242,12 @@ class ResidualVQ(nn.Module):
                                      "is missing (−1); only a prefix of levels may be given")
         return codes
 
-    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+    def lookup(self, codes: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Codes (..., L), L ≤ depth (a prefix; −1 marks a trailing level left out) → (..., D)
-        float32 sum of the chosen codewords. Invalid codes raise ``ValueError``."""
-        codes = self.check_codes(codes)
+        float32 sum of the chosen codewords. Invalid codes raise ``ValueError``; ``check=False``
+        skips that validation (for codes already checked with :meth:`check_codes`, e.g. on the
+        host before an upload, since checking device tensors synchronises with the device)."""
+        codes = self.check_codes(codes) if check else codes.long()
         out = torch.zeros(*codes.shape[:-1], self.dim, device=self.codebooks[0].weight.device)
         for level in range(codes.shape[-1]):
             column = codes[..., level].to(out.device)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
 
 import torch
 from transformers.models.sam2.modeling_sam2 import Sam2FeedForward
@@ -265,8 +264,7 @@ def check_model_state(state: dict[str, torch.Tensor], model: torch.nn.Module, so
 
 
 # Config inference -------------------------------------------------------------------------------
-def infer_official_config(state: dict[str, torch.Tensor], source: str,
-                          make: Callable[..., SAMTokConfig] = SAMTokConfig) -> SAMTokConfig:
+def infer_official_config(state: dict[str, torch.Tensor], source: str) -> SAMTokConfig:
     """The SAMTok config of an official state dict: Hiera preset from its shapes, codebooks from
     the quantizer. Files that match no SAM 2.1 preset need an explicit config."""
     pos_key = TOKENIZER_SAM2_PREFIX + "image_encoder.trunk.pos_embed"
@@ -286,7 +284,7 @@ def infer_official_config(state: dict[str, torch.Tensor], source: str,
         raise CheckpointError(f"{source} has no quantizer codebooks (quantizer.codebooks.<d>.weight)")
     size = state[f"quantizer.codebooks.{books[0]}.weight"].shape[0] - 1
     hidden = state[TOKENIZER_SAM2_PREFIX + "no_mem_embed"].shape[-1] if TOKENIZER_SAM2_PREFIX + "no_mem_embed" in state else 256
-    return make(hiera=hiera, hidden_size=int(hidden), codebook_size=int(size), codebook_depth=len(books))
+    return SAMTokConfig(hiera=hiera, hidden_size=int(hidden), codebook_size=int(size), codebook_depth=len(books))
 
 
 def save_official_checkpoint(model: torch.nn.Module, path: str | Path) -> Path:

@@ -54,6 +54,8 @@ class GraphedImageEncoder:
 
     def __call__(self, pixels: torch.Tensor) -> ImageFeatures | None:
         """Replay the graph of ``pixels.shape[0]`` images; None when that size was not captured."""
+        if pixels.device != self.device:
+            raise ValueError(f"pixels are on {pixels.device}, the captured encoder on {self.device}")
         entry = self._graphs.get(pixels.shape[0])
         if entry is None:
             return None

@@ -37,28 +37,6 @@ OFFICIAL_TOKENIZER_GLOB = "mask_tokenizer*.pth"
 META_SAM2_GLOB = "sam2*.pt"
 
 
-def is_samtok_path(path: str | Path) -> bool:
-    """Whether ``path`` looks like SAMTok weights (used by :func:`masktok.tokenizers.load_tokenizer`)."""
-    path = Path(path)
-    if path.is_dir():
-        config = path / CONFIG_FILE
-        if config.is_file():
-            return _config_type(config) == "samtok"
-        return any(path.glob(OFFICIAL_TOKENIZER_GLOB))
-    if path.name == CONFIG_FILE or path.suffix == ".safetensors":
-        config = path if path.name == CONFIG_FILE else path.parent / CONFIG_FILE
-        return config.is_file() and _config_type(config) == "samtok"
-    return path.suffix == ".pth" and path.name.startswith("mask_tokenizer")
-
-
-def _config_type(config_path: Path) -> str | None:
-    try:
-        data = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("tokenizer_type") if isinstance(data, dict) else None
-
-
 def load_model(path: str | Path, *, config: SAMTokConfig | None = None,
                sam2_checkpoint: str | Path | None = None) -> SAMTokModel:
     """Load a :class:`SAMTokModel` (float32, CPU, eval mode) from ``path`` (module docstring).

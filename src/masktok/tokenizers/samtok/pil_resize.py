@@ -12,6 +12,7 @@ Integer sums of integer products are exact in float64, so each pass is one float
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -58,14 +59,22 @@ def pil_bicubic_weights(in_size: int, out_size: int) -> np.ndarray:
     return matrix
 
 
-_DEVICE_WEIGHTS: dict[tuple[int, int, str], torch.Tensor] = {}
+_DEVICE_WEIGHTS: OrderedDict[tuple[int, int, str], torch.Tensor] = OrderedDict()
+_DEVICE_WEIGHTS_CAPACITY = 32  # (out × in) float64 matrices: ≤ 32 MB each for 4000-pixel sides
 
 
 def _weights_on(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
     key = (in_size, out_size, str(device))
-    if key not in _DEVICE_WEIGHTS:
-        _DEVICE_WEIGHTS[key] = torch.from_numpy(pil_bicubic_weights(in_size, out_size)).to(device, torch.float64)
-    return _DEVICE_WEIGHTS[key]
+    if key in _DEVICE_WEIGHTS:
+        _DEVICE_WEIGHTS.move_to_end(key)
+        return _DEVICE_WEIGHTS[key]
+    weights = torch.from_numpy(pil_bicubic_weights(in_size, out_size).astype(np.float64))
+    if device.type == "cuda":  # pinned + non-blocking: no stall of the compute stream
+        weights = weights.pin_memory()
+    _DEVICE_WEIGHTS[key] = weights = weights.to(device, non_blocking=True)
+    while len(_DEVICE_WEIGHTS) > _DEVICE_WEIGHTS_CAPACITY:
+        _DEVICE_WEIGHTS.popitem(last=False)
+    return weights
 
 
 def _clip8(acc: torch.Tensor) -> torch.Tensor:

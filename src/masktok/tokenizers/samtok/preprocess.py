@@ -30,9 +30,9 @@ def load_rgb(image: object, name: str = "image") -> np.ndarray:
         if not path.is_file():
             raise FileNotFoundError(f"{name}: no image file at {path}")
         with Image.open(path) as opened:
-            return np.asarray(opened.convert("RGB"))
+            return np.array(opened.convert("RGB"))
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if isinstance(image, np.ndarray):
@@ -113,15 +113,14 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def as_mask_batch(masks: object, size: tuple[int, int], device: torch.device, name: str = "masks",
+def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
                   require_foreground: bool = True) -> torch.Tensor:
     """Binary masks (N, H, W) — bool, or integer/float holding only 0 and 1; numpy, torch, or a
-    list of (H, W) arrays — → bool tensor on ``device``. (H, W) must equal ``size``; with
-    ``require_foreground`` every mask needs a foreground pixel. Host inputs are checked on the
-    host (no device round trip)."""
+    list of (H, W) arrays — → bool tensor (on the host for host inputs, else where they are).
+    (H, W) must equal ``size``; with ``require_foreground`` every mask needs a foreground pixel."""
     if isinstance(masks, (list, tuple)):
         if len(masks) == 0:
-            return torch.zeros(0, *size, dtype=torch.bool, device=device)
+            return torch.zeros(0, *size, dtype=torch.bool)
         masks = np.stack([np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m) for m in masks])
     if isinstance(masks, np.ndarray):
         if masks.dtype == object:
@@ -147,6 +146,4 @@ def as_mask_batch(masks: object, size: tuple[int, int], device: torch.device, na
         if empty.any():
             raise ValueError(f"{name}[{int(empty.nonzero()[0])}] is empty (no foreground pixel): "
                              "an empty mask has no box and cannot be tokenized")
-    if device.type == "cuda" and masks.device.type == "cpu":
-        masks = masks.pin_memory()
-    return masks.to(device, non_blocking=True)
+    return masks

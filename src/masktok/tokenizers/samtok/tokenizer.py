@@ -33,6 +33,7 @@ from masktok.tokenizers.samtok.cuda_graph import GraphedImageEncoder
 from masktok.tokenizers.samtok.embedding_cache import ImageEmbedding, ImageEmbeddingCache, image_digest
 from masktok.tokenizers.samtok.loading import CONFIG_FILE, WEIGHTS_FILE, load_model
 from masktok.tokenizers.samtok.model import ImageFeatures, SAMTokModel
+from masktok.tokenizers.samtok.pil_resize import pil_bicubic_resize
 from masktok.tokenizers.samtok.preprocess import (
     as_mask_batch,
     box_prompts,
@@ -43,6 +44,7 @@ from masktok.tokenizers.samtok.preprocess import (
     resize_rgb,
     soft_mask_prompts,
 )
+from masktok.tokenizers.samtok.transfer import HostTransfers, Pending
 
 
 @dataclass
@@ -51,7 +53,7 @@ class _Prepared:
 
     size: tuple[int, int]
     embedding: ImageEmbedding | None = None
-    pixels: np.ndarray | None = None  # (S, S, 3) uint8
+    pixels: np.ndarray | None = None  # uint8 RGB: (S, S, 3) resized by PIL, or (H, W, 3) to resize on the GPU
     key: str | None = None
     source: Any = None  # the caller's image, to resize later if a cached embedding was evicted
 
@@ -83,6 +85,8 @@ class SAMTok:
             self._encoder = torch.compile(model.image_features, dynamic=False)
         self._graphs: GraphedImageEncoder | None = None
         self._vocabulary = None
+        self._transfers = HostTransfers(self.device)
+        self._resize_on_device = self.device.type == "cuda"  # exact PIL bicubic as tensor ops
 
     # Construction & saving -------------------------------------------------------------------
     @classmethod
@@ -166,18 +170,18 @@ class SAMTok:
             raise ValueError(f"got {len(images)} images but {len(masks)} mask lists")
         depth = self.config.codebook_depth
         results: list[torch.Tensor] = []
-        pending: tuple[torch.Tensor, list[int]] | None = None
+        pending: tuple[Pending, list[int]] | None = None
         start = 0
         for chunk, features in self._feature_chunks(images, batch_size, cache, skip=self._no_masks(masks)):
             chunk_masks = masks[start: start + len(chunk)]
             start += len(chunk)
-            launched = self._launch_encode(chunk, features, chunk_masks, start - len(chunk))
-            if pending is not None:
-                results.extend(self._finish_codes(*pending))
-            pending = launched
+            codes, counts = self._launch_encode(chunk, features, chunk_masks, start - len(chunk))
+            if pending is not None:  # one chunk behind: the device already has the next one queued
+                results.extend(pending[0].result()[0].split(pending[1]))
+            pending = (self._transfers.download([codes]), counts)
         if pending is not None:
-            results.extend(self._finish_codes(*pending))
-        return [r if r is not None else torch.zeros(0, depth, dtype=torch.long) for r in results]
+            results.extend(pending[0].result()[0].split(pending[1]))
+        return [r if r.shape[0] else torch.zeros(0, depth, dtype=torch.long) for r in results]
 
     @staticmethod
     def _no_masks(masks: Sequence[Any]) -> list[bool]:
@@ -190,10 +194,11 @@ class SAMTok:
         boxes, prompts, index, counts = [], [], [], []
         for row, (item, masks) in enumerate(zip(chunk, chunk_masks)):
             name = f"masks[{offset + row}]"
-            batch = as_mask_batch(masks, item.size, self.device, name)
+            batch = as_mask_batch(masks, item.size, name)
             counts.append(batch.shape[0])
             if batch.shape[0] == 0:
                 continue
+            batch = self._transfers.upload(batch)
             boxes.append(box_prompts(mask_boxes(batch), *item.size, cfg.image_size))
             prompts.append(soft_mask_prompts(batch, cfg.mask_size))
             index.append(torch.full((batch.shape[0],), row, dtype=torch.long, device=self.device))
@@ -206,10 +211,6 @@ class SAMTok:
             embeddings = self.model.mask_embeddings(features, index_t[part], boxes_t[part], prompts_t[part])
             codes.append(self.model.quantizer.quantize(embeddings, update_codebooks=False)[0])
         return torch.cat(codes), counts
-
-    @staticmethod
-    def _finish_codes(codes: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
-        return list(codes.cpu().split(counts))
 
     # Decode ------------------------------------------------------------------------------------
     def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None, threshold: float | None = None,
@@ -233,7 +234,7 @@ class SAMTok:
         checked = [self._check_codes(c, f"codes[{i}]") for i, c in enumerate(codes)]
         threshold = self.config.mask_threshold if threshold is None else float(threshold)
         results: list[torch.Tensor] = []
-        pending: list[torch.Tensor] | None = None
+        pending: Pending | None = None
         start = 0
         for chunk, features in self._feature_chunks(images, batch_size, cache, skip=[len(c) == 0 for c in checked]):
             rows = range(start, start + len(chunk))
@@ -241,11 +242,11 @@ class SAMTok:
             out_sizes = [tuple(sizes[i]) if sizes is not None and sizes[i] is not None else chunk[r].size
                          for r, i in enumerate(rows)]
             launched = self._launch_decode(features, [checked[i] for i in rows], out_sizes, threshold, return_logits)
-            if pending is not None:
-                results.extend(t.cpu() for t in pending)
-            pending = launched
+            if pending is not None:  # one chunk behind: the device already has the next one queued
+                results.extend(pending.result())
+            pending = self._transfers.download(launched)
         if pending is not None:
-            results.extend(t.cpu() for t in pending)
+            results.extend(pending.result())
         return results
 
     def _check_codes(self, codes: Any, name: str) -> torch.Tensor:
@@ -266,9 +267,10 @@ class SAMTok:
         counts = [c.shape[0] for c in codes]
         best: torch.Tensor | None = None
         if sum(counts):
-            all_codes = torch.cat([c for c in codes if c.shape[0]]).to(self.device)
-            index = torch.cat([torch.full((n,), r, dtype=torch.long) for r, n in enumerate(counts) if n]).to(self.device)
-            embeddings = self.model.quantizer.lookup(all_codes)
+            all_codes = self._transfers.upload(torch.cat([c for c in codes if c.shape[0]]))
+            index = self._transfers.upload(torch.cat([torch.full((n,), r, dtype=torch.long)
+                                                      for r, n in enumerate(counts) if n]))
+            embeddings = self.model.quantizer.lookup(all_codes, check=False)  # checked on the host
             parts = []
             for s in range(0, all_codes.shape[0], self.mask_batch_size):
                 part = slice(s, s + self.mask_batch_size)
@@ -295,9 +297,10 @@ class SAMTok:
         return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
 
     def decode_words(self, image: Any, text: str, *, size: tuple[int, int] | None = None, lenient: bool = False,
-                     cache: ImageEmbeddingCache | None = None) -> DecodedWords:
+                     threshold: float | None = None, cache: ImageEmbeddingCache | None = None) -> DecodedWords:
         """Every decodable mask span of ``text`` → masks (M, H, W) bool, plus the parse report.
-        Strict mode raises on malformed words; lenient mode reports and skips what it cannot decode."""
+        Strict mode raises on malformed words; lenient mode decodes what it can (a level-0-only
+        word with its level-0 codeword) and reports the rest."""
         from masktok.words import parse_mask_words
 
         spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
@@ -307,7 +310,7 @@ class SAMTok:
         for row, i in enumerate(indices):
             span_codes = list(spans[i].codes)[:depth]
             codes[row, : len(span_codes)] = torch.tensor(span_codes, dtype=torch.long)
-        masks = self.decode(image, codes, size=size, cache=cache)
+        masks = self.decode(image, codes, size=size, threshold=threshold, cache=cache)
         return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)
 
     # Image pipeline ----------------------------------------------------------------------------
@@ -327,13 +330,19 @@ class SAMTok:
         key = image_digest(rgb) if cache is not None else None
         if not need_pixels or (key is not None and key in cache):
             return _Prepared(size=size, key=key, source=image)
-        return _Prepared(size=size, pixels=resize_rgb(rgb, self.config.image_size), key=key, source=image)
+        return _Prepared(size=size, pixels=self._host_pixels(rgb), key=key, source=image)
+
+    def _host_pixels(self, rgb: np.ndarray) -> np.ndarray:
+        return rgb if self._resize_on_device else resize_rgb(rgb, self.config.image_size)
 
     def _encode_pixels(self, pixels: list[np.ndarray]) -> ImageFeatures:
-        batch = torch.from_numpy(np.stack(pixels))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        normalized = normalize_pixels(batch.to(self.device, non_blocking=True))
+        side = self.config.image_size
+        if self._resize_on_device:
+            batch = torch.stack([pil_bicubic_resize(self._transfers.upload(torch.from_numpy(p)), side, side)
+                                 for p in pixels])
+        else:
+            batch = self._transfers.upload(torch.from_numpy(np.stack(pixels)))
+        normalized = normalize_pixels(batch)
         features = self._graphs(normalized) if self._graphs is not None else None
         return features if features is not None else self._encoder(normalized)
 
@@ -350,7 +359,7 @@ class SAMTok:
         todo = [i for i in range(len(chunk)) if rows[i] is None and not skip[i]]
         for i in todo:  # cached at lookahead time but evicted since: resize now
             if chunk[i].pixels is None:
-                chunk[i].pixels = resize_rgb(load_rgb(chunk[i].source), self.config.image_size)
+                chunk[i].pixels = self._host_pixels(load_rgb(chunk[i].source))
         if todo:
             encoded = self._encode_pixels([chunk[i].pixels for i in todo])
             if cache is None and len(todo) == len(chunk):  # the common case: the batch as it is

@@ -20,9 +20,12 @@ class Pending:
         self._tensors, self._done = tensors, done
 
     def result(self) -> list[torch.Tensor]:
+        """The host tensors, once copied (ordinary memory: the pinned staging buffers go back to
+        PyTorch's pinned-memory cache for the next chunk)."""
         if self._done is not None:
             self._done.synchronize()
             self._done = None
+            self._tensors = [t.clone() for t in self._tensors]
         return self._tensors
 
 
