@@ -10,5 +10,5 @@ venv="${MASKTOK_VENV:-.venv-test}"
 . "$venv/bin/activate"
 python -m pip install -q --disable-pip-version-check --upgrade pip
 python -m pip install -q --disable-pip-version-check \
-  "torch==2.14.1" "torchvision==0.29.1" -e ".[dev,mllm,train,eval]"
+  "torch==2.14.1" "torchvision==0.29.1" -e ".[dev,mllm,train,eval,demo]"
 python -m pytest -n 2 -q -p no:cacheprovider "$@"

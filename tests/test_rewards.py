@@ -166,3 +166,22 @@ def test_verl_and_easyr1_adapters():
     assert [b["accuracy"] for b in batch] == [1.0, 0.0]
     with pytest.raises(ValueError, match="ground_truth"):
         rewards.easyr1_compute_score({"response": "x"})
+
+
+def test_trl_adapter_kinds_on_conversational_completions():
+    # TRL hands conversational completions (lists of messages) and the dataset's columns
+    completions = [[{"role": "assistant", "content": words((1, 3))}],
+                   [{"role": "assistant", "content": words((1, 2))}]]
+    truths = [words((1, 2)), words((1, 2))]
+    assert rewards.TRLReward("match")(None, completions, solution=truths) == [0.0, 1.0]
+    assert rewards.TRLReward("partial")(None, completions, solution=truths) == [0.5, 1.0]
+    gcg_truth = "<|object_ref_start|>a dog<|object_ref_end|>" + words((1, 2))
+    gcg = [[{"role": "assistant", "content": "<|object_ref_start|>the dog<|object_ref_end|>" + words((1, 2))}],
+           [{"role": "assistant", "content": "<|object_ref_start|>a tree<|object_ref_end|>" + words((1, 2))}]]
+    assert rewards.TRLReward("gcg", ground_truth_column="answer")(None, gcg, answer=[gcg_truth] * 2) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="2 completions but 1"):
+        rewards.TRLReward("match")(None, completions, solution=truths[:1])
+    with pytest.raises(ValueError, match="kind"):
+        rewards.TRLReward("iou")
+    r1 = rewards.TRLReward("format", r1=True)
+    assert r1(None, ["<think>x</think><answer>" + words((1, 2)) + "</answer>", words((1, 2))]) == [1.0, 0.0]

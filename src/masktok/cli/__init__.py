@@ -17,6 +17,15 @@ app = typer.Typer(
 # (module under masktok.cli, command/group name). Modules are imported lazily at start-up so a
 # missing optional extra only affects its own command group.
 _SUBCOMMANDS: list[tuple[str, str]] = [
+    ("words", "words"),
+    ("eval", "eval"),
+    ("masks", "masks"),
+    ("vlm", "vlm"),
+    ("chat", "chat"),
+    ("train", "train"),
+    ("roundtrip", "roundtrip"),
+    ("tokenize", ""),  # "" adds its commands (encode, decode) at the top level
+    ("data", ""),  # tokenize-dataset, build-sft at the top level
 ]
 
 

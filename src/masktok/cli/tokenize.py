@@ -151,6 +151,7 @@ def decode(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks drawn (PNG)."),
     lenient: bool = typer.Option(False, "--lenient", help="Decode what malformed spans allow (reported) instead of failing."),
     size: Optional[str] = typer.Option(None, help="Output size HxW (default: the image's)."),
+    threshold: Optional[float] = typer.Option(None, help="Mask logit threshold (default: the tokenizer's; SAMTok 0.5)."),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=_DTYPE_HELP),
 ) -> None:
@@ -171,7 +172,8 @@ def decode(
         if overlay is not None and rgb is None:
             raise ValueError("--overlay needs --image")
         tok = load_tokenizer(tokenizer, device=device, dtype=_dtype(dtype))
-        result = tok.decode_words(rgb, text, size=out_size, lenient=lenient)
+        extra = {} if threshold is None else {"threshold": threshold}
+        result = tok.decode_words(rgb, text, size=out_size, lenient=lenient, **extra)
     except (ValueError, FileNotFoundError) as error:
         _fail(error)
     masks = result.masks.cpu().numpy()

@@ -1,0 +1,265 @@
+"""``masktok tokenize-dataset`` and ``masktok build-sft TASK``: mask datasets → words → SFT data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+console = Console(stderr=True)
+
+SOURCE_HELP = "coco | panoptic | refs | yolo | sa1b | sa1b-tar"
+
+
+def _device(device: Optional[str]) -> str:
+    if device is not None:
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
+
+
+def _names(path: Optional[Path]) -> Optional[tuple[str, ...]]:
+    if path is None:
+        return None
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not names:
+        raise typer.BadParameter(f"{path} lists no class name", param_hint="--names")
+    return names
+
+
+def _source(kind: str, annotations: Optional[Path], images: Optional[Path],
+            instances: Optional[Path], panoptic_pngs: Optional[Path], labels: Optional[Path],
+            names: Optional[Path], split: Optional[str], tars: Optional[list[Path]],
+            orphan_labels: str) -> Any:
+    from masktok.data.shards import DatasetSource
+
+    return DatasetSource(kind, annotations=annotations, images=images, instances=instances,
+                         panoptic_pngs=panoptic_pngs, labels=labels, class_names=_names(names),
+                         split=split, tars=tuple(tars or ()), orphan_labels=orphan_labels)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(code=1)
+
+
+@app.command("tokenize-dataset")
+def tokenize_dataset_command(
+    kind: str = typer.Argument(..., help=f"Dataset layout: {SOURCE_HELP}."),
+    tokenizer: Path = typer.Option(..., help="Mask tokenizer (folder or official checkpoint)."),
+    out: Path = typer.Option(..., help="Output folder (Parquet shards, manifest, _SUCCESS)."),
+    annotations: Optional[Path] = typer.Option(None, help="COCO / panoptic JSON, or refs file."),
+    images: Optional[Path] = typer.Option(None, help="Image folder (sa1b: JSON + JPEG folder)."),
+    instances: Optional[Path] = typer.Option(None, help="refs: the COCO instances JSON."),
+    panoptic_pngs: Optional[Path] = typer.Option(None, help="panoptic: the id-PNG folder."),
+    labels: Optional[Path] = typer.Option(None, help="yolo: the labels folder."),
+    names: Optional[Path] = typer.Option(None, help="yolo: class names, one per line."),
+    split: Optional[str] = typer.Option(None, help="refs: keep this split only."),
+    tar: Optional[list[Path]] = typer.Option(None, help="sa1b-tar: a tar shard (repeat)."),
+    orphan_labels: str = typer.Option("error", help="yolo label files without image: error | ignore."),
+    images_per_shard: int = typer.Option(1000, help="Images per Parquet file."),
+    images_per_batch: int = typer.Option(8, help="Images per image-encoder pass."),
+    images_per_call: int = typer.Option(32, help="Images per tokenizer call."),
+    workers: int = typer.Option(4, help="DataLoader workers (image + mask decoding)."),
+    num_codes: Optional[int] = typer.Option(None, help="HiMTok: keep this many leading codes."),
+    crowd: bool = typer.Option(True, help="Tokenize COCO crowd regions too."),
+    skip_empty_masks: bool = typer.Option(False, help="Leave empty masks out (counted) instead of failing."),
+    skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted) instead of failing."),
+    device: Optional[str] = typer.Option(None, help="Default: cuda:LOCAL_RANK when available, else cpu."),
+    cuda_graphs: bool = typer.Option(True, help="SAMTok on CUDA: replay the image encoder as a CUDA graph."),
+    compile: bool = typer.Option(False, help="SAMTok: torch.compile the image encoder."),
+    progress: bool = typer.Option(True, help="Progress bars."),
+) -> None:
+    """Encode every mask of a dataset into codes and words: one Parquet per shard, resumable.
+
+    Run as ``torchrun --nproc-per-node N $(which masktok) tokenize-dataset …`` to split the shards
+    over N processes (one GPU each).
+    """
+    import torch
+
+    from masktok.data.tokenize_dataset import TokenizeConfig, tokenize_dataset, usage_table
+    from masktok.tokenizers import load_tokenizer
+
+    started_group = False
+    try:
+        source = _source(kind, annotations, images, instances, panoptic_pngs, labels, names, split,
+                         tar, orphan_labels)
+        config = TokenizeConfig(
+            output_dir=out, images_per_shard=images_per_shard, images_per_batch=images_per_batch,
+            images_per_call=images_per_call, num_workers=workers, num_codes=num_codes,
+            include_crowd=crowd, empty_masks="skip" if skip_empty_masks else "error",
+            missing_images="skip" if skip_missing_images else "error", progress=progress)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("gloo")
+            started_group = True
+        mask_tokenizer = load_tokenizer(tokenizer, device=_device(device),
+                                        **({"compile": True} if compile else {}))
+        capture = getattr(mask_tokenizer, "capture_image_encoder", None)
+        if cuda_graphs and callable(capture) and _device(device).startswith("cuda"):
+            capture([images_per_batch])
+        report = tokenize_dataset(source, mask_tokenizer, config,
+                                  tokenizer_id=str(tokenizer.resolve()))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+    console.print(f"rank {report.rank}/{report.world_size}: {len(report.shards_written)} shard(s) "
+                  f"written, {len(report.shards_skipped)} already done, "
+                  f"{len(report.shards_redone)} redone; {report.images} images, {report.masks} "
+                  f"masks in {report.seconds:.1f} s ({report.masks_per_second:.0f} masks/s); "
+                  f"left out: {report.skipped_empty_masks} empty masks, "
+                  f"{report.skipped_missing_images} missing images")
+    if report.usage is not None:
+        console.print(usage_table(report.usage))
+        console.print(f"complete: {out}")
+    elif not report.complete:
+        console.print(f"{out} is not complete yet (other ranks or an interrupted run)")
+
+
+TASK_HELP = "res | gres | gcg | psg | instance | region_caption | region_vqa | multi_round | himtok"
+
+
+def _words(tokenizer: Optional[Path], parquet: Optional[Path], device: Optional[str]) -> Any:
+    from masktok.data.sft import ParquetWords, TokenizerWords
+    from masktok.tokenizers import load_tokenizer
+
+    if tokenizer is None and parquet is None:
+        raise ValueError("give --tokenizer (words on the fly) or --parquet (a tokenize-dataset output)")
+    mask_tokenizer = load_tokenizer(tokenizer, device=_device(device)) if tokenizer else None
+    if parquet is not None:
+        return ParquetWords(parquet, mask_tokenizer)
+    return TokenizerWords(mask_tokenizer)
+
+
+def _need(value: Any, option: str, task: str) -> Any:
+    if value is None:
+        raise ValueError(f"{task}: {option} is required")
+    return value
+
+
+def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
+    """Read the task's inputs from the options and run its builder."""
+    from masktok.data import sft
+    from masktok.data.readers import read_grandf
+
+    ann, images = o["annotations"], o["images"]
+
+    def refs() -> list:
+        return sft.read_refs(_need(ann, "--annotations (refs)", task),
+                             _need(o["instances"], "--instances", task),
+                             _need(images, "--images", task), split=o["split"])
+
+    def instance_images() -> list:
+        kind = o["source"]
+        return sft.instance_images(_source(kind, ann, images, o["instances"], o["panoptic_pngs"],
+                                           o["labels"], o["names"], o["split"], None,
+                                           o["orphan_labels"]))
+
+    if task == "res":
+        return sft.build_res(refs(), words, config)
+    if task == "gres":
+        return sft.build_gres(refs(), words, config)
+    if task == "gcg":
+        path = _need(ann, "--annotations", task)
+        if o["captions"] is not None:
+            from masktok.eval.datasets import read_glamm_gcg
+            items = sft.grounded_from_gcg_samples(read_glamm_gcg(path, o["captions"]))
+        elif path.suffix == ".jsonl":
+            from masktok.eval.datasets import read_gcg_jsonl
+            items = sft.grounded_from_gcg_samples(read_gcg_jsonl(path))
+        else:
+            items = read_grandf(path)
+        return sft.build_gcg(items, _need(images, "--images", task), words, config, o["style"])
+    if task == "psg":
+        from masktok.eval.scene_datasets import read_openpsg
+        dataset = read_openpsg(_need(ann, "--annotations", task),
+                               _need(o["panoptic_pngs"], "--panoptic-pngs", task), split=o["split"])
+        return sft.build_psg(dataset, _need(images, "--images", task), words, config)
+    if task == "instance":
+        return sft.build_instance(instance_images(), words, config, negatives=o["negatives"])
+    if task == "multi_round":
+        return sft.build_multi_round(instance_images(), words, config, rounds=o["rounds"])
+    if task in ("region_caption", "region_vqa"):
+        path = _need(ann, "--annotations", task)
+        regions = (sft.read_region_jsonl(path, _need(images, "--images", task))
+                   if path.suffix == ".jsonl" else sft.regions_from_refs(refs()))
+        build = sft.build_region_caption if task == "region_caption" else sft.build_region_vqa
+        return build(regions, words, config)
+    if task == "himtok":
+        targets = (sft.targets_from_instances(instance_images()) if o["source"] != "refs"
+                   else sft.targets_from_refs(refs()))
+        from masktok.data.sft.himtok_formats import FORMATS
+        formats = tuple(o["himtok_formats"].split(",")) if o["himtok_formats"] else FORMATS
+        return sft.build_himtok(targets, words, config, formats=formats)
+    raise ValueError(f"task: expected one of {TASK_HELP.replace(' | ', ', ')}, got {task!r}")
+
+
+@app.command("build-sft")
+def build_sft_command(
+    task: str = typer.Argument(..., help=TASK_HELP),
+    out: Path = typer.Option(..., help="Output folder."),
+    tokenizer: Optional[Path] = typer.Option(None, help="Mask tokenizer for words on the fly (and zoom crops)."),
+    parquet: Optional[Path] = typer.Option(None, help="A finished tokenize-dataset output to read words from."),
+    annotations: Optional[Path] = typer.Option(None, help="The task's annotation file (see the docs)."),
+    images: Optional[Path] = typer.Option(None, help="Image folder."),
+    instances: Optional[Path] = typer.Option(None, help="COCO instances JSON the refs point into."),
+    captions: Optional[Path] = typer.Option(None, help="gcg: GLaMM caption GT (with --annotations = mask GT)."),
+    source: str = typer.Option("coco", help="instance / multi_round / himtok input: coco | panoptic | yolo | refs."),
+    panoptic_pngs: Optional[Path] = typer.Option(None, help="Panoptic id-PNG folder (panoptic, psg)."),
+    labels: Optional[Path] = typer.Option(None, help="yolo: the labels folder."),
+    names: Optional[Path] = typer.Option(None, help="yolo: class names, one per line."),
+    orphan_labels: str = typer.Option("error", help="yolo label files without image: error | ignore."),
+    split: Optional[str] = typer.Option(None, help="Keep this split only (refs, psg)."),
+    style: str = typer.Option("detailed", help="gcg prompt: detailed | brief."),
+    negatives: int = typer.Option(1, help="instance: absent categories listed per sample."),
+    rounds: int = typer.Option(3, help="multi_round: turns per conversation."),
+    himtok_formats: Optional[str] = typer.Option(None, help="himtok: comma-separated formats (default all)."),
+    seed: int = typer.Option(0, help="Seed of every random choice."),
+    zoom: bool = typer.Option(True, help="Zoom-in crops for small regions (region tasks)."),
+    skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted)."),
+    max_samples: Optional[int] = typer.Option(None, help="Stop after this many samples."),
+    formats: str = typer.Option("llava,trl", help="Output formats: llava, trl."),
+    render: int = typer.Option(4, help="Sample conversations rendered with overlays."),
+    relative_to: Optional[Path] = typer.Option(None, help="Write image paths relative to this folder."),
+    text_tokenizer: Optional[Path] = typer.Option(None, help="HF tokenizer for token lengths in the card."),
+    device: Optional[str] = typer.Option(None, help="Tokenizer device (default cuda when available)."),
+) -> None:
+    """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders."""
+    from masktok.data.sft import BuildConfig, write_build
+    from masktok.data.sft.card import hf_token_counter
+    from masktok.mllm.zoom import ZoomConfig
+
+    try:
+        words = _words(tokenizer, parquet, device)
+        config = BuildConfig(seed=seed, zoom=ZoomConfig() if zoom else None,
+                             crops_dir=out / "crops", max_samples=max_samples,
+                             missing_images="skip" if skip_missing_images else "error")
+        options = dict(annotations=annotations, images=images, instances=instances,
+                       captions=captions, source=source, panoptic_pngs=panoptic_pngs,
+                       labels=labels, names=names, orphan_labels=orphan_labels, split=split,
+                       style=style, negatives=negatives, rounds=rounds,
+                       himtok_formats=himtok_formats)
+        result = _build(task, words, config, options)
+        counter = None
+        if text_tokenizer is not None:
+            from transformers import AutoTokenizer
+            counter = hf_token_counter(AutoTokenizer.from_pretrained(text_tokenizer),
+                                       words.vocabulary)
+        written = write_build(result, words.vocabulary, out,
+                              formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                              render=render, seed=seed, relative_to=relative_to,
+                              count_tokens=counter, console=console)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    for name, path in written.files.items():
+        console.print(f"{name}: {path}")
+    for path in written.rendered:
+        console.print(f"rendered: {path}")

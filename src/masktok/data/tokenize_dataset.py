@@ -1,0 +1,463 @@
+"""Dataset-scale tokenization: every mask of a dataset → codes and mask words, one Parquet per shard.
+
+    from masktok.data.shards import DatasetSource
+    from masktok.data.tokenize_dataset import TokenizeConfig, tokenize_dataset
+    source = DatasetSource("coco", annotations="instances_val2017.json", images="val2017/")
+    report = tokenize_dataset(source, tokenizer, TokenizeConfig(output_dir="out/"))
+
+Output folder::
+
+    _manifest.json          source, shard plan, vocabulary and options (a re-run must match it)
+    part-00000.parquet      one per input shard (columns: :func:`~masktok.data.shards.parquet_schema`)
+    …
+    _codebook_usage.json    per-position code usage over the whole output
+    _SUCCESS                written last, once every shard is present
+
+Work is sharded by image: shards go round robin to ``torchrun`` ranks (``RANK`` /
+``WORLD_SIZE``), the images of a rank's shards are loaded (JPEG + RLE decoding) by DataLoader
+workers in order, and the tokenizer encodes each image once for all of its masks, several images
+per call when it offers :func:`encode_many`'s batched path. A shard file appears atomically
+(written to ``*.tmp`` then renamed) only when complete, so a re-run skips finished shards and
+redoes partial ones, and the output does not depend on where a run was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from masktok.data.shards import (  # CodebookUsage, codebook_usage, usage_table: re-exported
+    FORMAT_VERSION,
+    CodebookUsage,
+    DatasetSource,
+    InputShard,
+    MissingImageError,
+    ShardImage,
+    ShardPlan,
+    assign_shards,
+    codebook_usage,
+    plan_shards,
+    pyarrow_module,
+    shard_is_complete,
+    shard_path,
+    usage_table,
+    vocabulary_fields,
+    write_shard,
+)
+from masktok.masks import rles_to_masks
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+USAGE = "_codebook_usage.json"
+POLICIES = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    """How a dataset is tokenized.
+
+    Attributes:
+        output_dir: where shards, manifest, usage summary and ``_SUCCESS`` go.
+        images_per_shard: images per output file (ignored for SA-1B tars: one file per tar).
+        images_per_batch: images per image-encoder pass (tokenizers with ``encode_batch``).
+        images_per_call: images handed to the tokenizer per call (a multiple of
+            ``images_per_batch`` lets its host preprocessing overlap the device).
+        num_workers: DataLoader workers decoding images and masks.
+        num_codes: HiMTok only: keep this many leading codes per mask (None = all).
+        include_crowd: tokenize COCO crowd regions too (flagged in ``iscrowd``).
+        empty_masks: ``"error"`` (default) or ``"skip"`` (counted in the shard's metadata).
+        missing_images: same, for images the tokenizer needs that are not on disk.
+        overlap: run the tokenizer on a background thread while the next images are collected
+            (the output is the same either way).
+        progress: show progress bars (rank 0 and each rank's own bar).
+    """
+
+    output_dir: Path
+    images_per_shard: int = 1000
+    images_per_batch: int = 8
+    images_per_call: int = 32
+    num_workers: int = 2
+    num_codes: int | None = None
+    include_crowd: bool = True
+    empty_masks: str = "error"
+    missing_images: str = "error"
+    overlap: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        for name in ("images_per_shard", "images_per_batch", "images_per_call"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
+                or self.num_workers < 0:
+            raise ValueError(f"num_workers: expected an int >= 0, got {self.num_workers!r}")
+        if self.num_codes is not None and (isinstance(self.num_codes, bool)
+                                           or not isinstance(self.num_codes, int)
+                                           or self.num_codes < 1):
+            raise ValueError(f"num_codes: expected a positive int or None, got {self.num_codes!r}")
+        for name in ("empty_masks", "missing_images"):
+            if getattr(self, name) not in POLICIES:
+                raise ValueError(f"{name}: expected one of {POLICIES}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class TokenizeReport:
+    """What one call did (this rank) and, when the output is complete, the usage summary."""
+
+    output_dir: Path
+    rank: int
+    world_size: int
+    shards_total: int
+    shards_written: list[str]
+    shards_skipped: list[str]
+    shards_redone: list[str]
+    images: int
+    masks: int
+    skipped_empty_masks: int
+    skipped_missing_images: int
+    seconds: float
+    complete: bool
+    usage: CodebookUsage | None = None
+
+    @property
+    def masks_per_second(self) -> float:
+        return self.masks / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer calls
+# ---------------------------------------------------------------------------------------------
+def needs_image(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` needs the pixels (SAMTok) or encodes masks alone (HiMTok)."""
+    explicit = getattr(tokenizer, "needs_image", None)
+    if isinstance(explicit, bool):
+        return explicit
+    return tokenizer.vocabulary.name != "himtok"
+
+
+def encode_many(tokenizer: Any, images: Sequence[Any], masks: Sequence[Any],
+                num_codes: int | None = None, batch_size: int = 8) -> list[torch.Tensor]:
+    """Codes of several images' masks: images[i] (H_i, W_i, 3) uint8 array or tensor (None for
+    image-free tokenizers), masks[i] (N_i, H_i, W_i) bool → one (N_i, L) int64 tensor per image.
+
+    Uses the tokenizer's ``encode_batch(images, masks, batch_size=…)`` when it has one (image
+    encoder passes of ``batch_size`` images), else one ``encode`` call per image (still once per
+    image, never per mask).
+    """
+    if num_codes is not None and tokenizer.vocabulary.name != "himtok":
+        raise ValueError(f"num_codes: only HiMTok keeps a prefix of its codes; this tokenizer is "
+                         f"{tokenizer.vocabulary.name}")
+    kwargs = {} if num_codes is None else {"num_codes": num_codes}
+    batch = getattr(tokenizer, "encode_batch", None)
+    if callable(batch) and len(images) > 1:
+        out = list(batch(list(images), list(masks), batch_size=batch_size, **kwargs))
+    else:
+        out = [tokenizer.encode(image, mask_stack, **kwargs)
+               for image, mask_stack in zip(images, masks)]
+    for codes, mask_stack in zip(out, masks):
+        if codes.ndim != 2 or codes.shape[0] != mask_stack.shape[0]:
+            raise ValueError(f"tokenizer returned codes of shape {tuple(codes.shape)} for "
+                             f"{mask_stack.shape[0]} masks")
+    return [codes.cpu() for codes in out]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading (DataLoader workers)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class LoadedImageItem:
+    """One image as the loader hands it over (tensors travel from workers by shared memory).
+
+    Attributes:
+        shard: index into the list of shards being processed.
+        meta: image_id, file_name, height, width (the row fields of the image).
+        instances: per kept mask, its row fields (annotation_id, category, iscrowd, box, area).
+        masks: (N, H, W) bool tensor.
+        pixels: (H, W, 3) uint8 tensor, or None for image-free tokenizers / a missing image.
+    """
+
+    shard: int
+    meta: dict[str, Any]
+    instances: list[dict]
+    masks: torch.Tensor
+    pixels: torch.Tensor | None
+    skipped_empty: int
+    missing_image: bool
+
+
+class _ImageDataset(Dataset):
+    """The pending images of this rank, in shard order; item → masks and pixels of one image."""
+
+    def __init__(self, items: list[tuple[int, ShardImage]], config: TokenizeConfig,
+                 load_pixels: bool):
+        self.items = items
+        self.config = config
+        self.load_pixels = load_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> LoadedImageItem:
+        shard, ref = self.items[index]
+        loaded = ref.load()
+        ann = loaded.annotations
+        meta = {"image_id": str(ann.image_id), "file_name": ann.file_name,
+                "height": ann.height, "width": ann.width}
+        empty = torch.zeros((0, ann.height, ann.width), dtype=torch.bool)
+        pixels = None
+        if self.load_pixels:
+            try:
+                pixels = torch.from_numpy(loaded.pixels())
+            except MissingImageError:
+                if self.config.missing_images == "error":
+                    raise
+                return LoadedImageItem(shard, meta, [], empty, None, 0, True)
+        kept, skipped = [], 0
+        for inst in ann.instances:
+            if inst.iscrowd and not self.config.include_crowd:
+                continue
+            if inst.box is None:
+                if self.config.empty_masks == "error":
+                    raise ValueError(f"image {ann.image_id!r}: annotation {inst.id!r} has an empty "
+                                     f"mask (pass empty_masks='skip' to leave such masks out)")
+                skipped += 1
+                continue
+            kept.append(inst)
+        # C-contiguous here, in the worker: RLE decoding yields column-major masks, and making
+        # them contiguous later (for the device copy) would cost the main process ~15 ms/image
+        masks = torch.from_numpy(np.ascontiguousarray(rles_to_masks(
+            [i.mask_rle for i in kept], size=(ann.height, ann.width)))) if kept else empty
+        instances = [{"annotation_id": str(i.id), "category_id": int(i.category_id),
+                      "category_name": i.category_name, "iscrowd": bool(i.iscrowd),
+                      "box": list(i.box), "area": float(i.area)} for i in kept]
+        return LoadedImageItem(shard, meta, instances, masks, pixels, skipped, False)
+
+
+def _keep_item(item: Any) -> Any:
+    return item
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest and ranks
+# ---------------------------------------------------------------------------------------------
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        diff = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
+        if diff:
+            raise ValueError(f"{path.parent}: holds the output of a different run (manifest keys "
+                             f"{diff} differ); use a new output_dir or remove the old one")
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
+def _dist_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if (rank is None) != (world_size is None):
+        raise ValueError("rank and world_size: give both or neither")
+    if rank is None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return rank, world_size  # type: ignore[return-value]
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+def tokenize_dataset(source: DatasetSource, tokenizer: Any, config: TokenizeConfig, *,
+                     rank: int | None = None, world_size: int | None = None,
+                     tokenizer_id: str | None = None) -> TokenizeReport:
+    """Tokenize every mask of ``source`` into ``config.output_dir`` (see the module docstring).
+
+    Args:
+        tokenizer: a :class:`~masktok.tokenizers.base.MaskTokenizer`.
+        rank, world_size: this process's share (default: torch.distributed, else the ``RANK`` /
+            ``WORLD_SIZE`` environment variables, else 0 / 1).
+        tokenizer_id: how the tokenizer is named in the manifest (e.g. its path), so that a re-run
+            with another tokenizer into the same folder is refused.
+
+    Raises:
+        ValueError: a malformed source, an output folder holding another run, empty masks or
+            missing images under the ``"error"`` policy, a tokenizer returning bad codes.
+    """
+    rank, world_size = _dist_rank(rank, world_size)
+    start = time.perf_counter()
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_shards(source, config.images_per_shard)
+    vocabulary = tokenizer.vocabulary
+    manifest = {
+        "format_version": FORMAT_VERSION, "source": source.describe(), "plan": plan.describe(),
+        "vocabulary": vocabulary_fields(vocabulary), "tokenizer": tokenizer_id,
+        "options": {"num_codes": config.num_codes, "include_crowd": config.include_crowd,
+                    "empty_masks": config.empty_masks, "missing_images": config.missing_images},
+    }
+    if rank == 0:
+        _check_manifest(out / MANIFEST, manifest)
+    _barrier()
+    if rank != 0:
+        _check_manifest(out / MANIFEST, manifest)
+
+    mine = assign_shards(plan.shards, rank, world_size)
+    pending, skipped, redone = [], [], []
+    for shard in mine:
+        path = shard_path(out, shard)
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # a partial write
+        if shard_is_complete(path):
+            skipped.append(shard.name)
+            continue
+        if path.exists():
+            log.warning("%s is damaged or incomplete; tokenizing it again", path)
+            path.unlink()
+            redone.append(shard.name)
+        pending.append(shard)
+
+    written, counts = _run_pending(plan, pending, tokenizer, config, rank)
+    _barrier()
+    complete = all(shard_is_complete(shard_path(out, s)) for s in plan.shards)
+    usage = None
+    if complete and (rank == 0 or not torch.distributed.is_initialized()):
+        usage = finalize_output(out, [shard_path(out, s) for s in plan.shards], vocabulary)
+    return TokenizeReport(
+        output_dir=out, rank=rank, world_size=world_size, shards_total=len(plan.shards),
+        shards_written=written, shards_skipped=skipped, shards_redone=redone,
+        images=counts["images"], masks=counts["masks"],
+        skipped_empty_masks=counts["skipped_empty_masks"],
+        skipped_missing_images=counts["skipped_missing_images"],
+        seconds=time.perf_counter() - start, complete=complete, usage=usage)
+
+
+def iter_encoded(plan: ShardPlan, shards: list[InputShard], tokenizer: Any, config: TokenizeConfig,
+                 rank: int = 0) -> Iterator[tuple[LoadedImageItem, torch.Tensor | None]]:
+    """Every image of ``shards`` in order, loaded by DataLoader workers and encoded
+    ``config.images_per_call`` images per tokenizer call → (item, codes (N, L) or None when the
+    image has no mask to encode). With ``config.overlap`` the calls run on a background thread
+    while the next images are collected. Progress is shown per rank."""
+    items = [(k, ref) for k, shard in enumerate(shards) for ref in plan.images(shard)]
+    # workers keep two calls' worth of images ready while the tokenizer runs
+    prefetch = {"prefetch_factor": max(2, -(-2 * config.images_per_call // config.num_workers))} \
+        if config.num_workers else {}
+    loader = DataLoader(_ImageDataset(items, config, needs_image(tokenizer)), batch_size=None,
+                        shuffle=False, num_workers=config.num_workers, collate_fn=_keep_item,
+                        **prefetch)
+    bar = tqdm(total=len(items), desc=f"tokenize (rank {rank})", unit="img",
+               disable=not config.progress, position=rank, leave=rank == 0)
+    masks_done = 0
+
+    def encode(batch: list[LoadedImageItem]) -> dict[int, torch.Tensor]:
+        to_encode = [i for i, item in enumerate(batch) if item.masks.shape[0]]
+        codes = encode_many(tokenizer, [batch[i].pixels for i in to_encode],
+                            [batch[i].masks for i in to_encode], config.num_codes,
+                            config.images_per_batch) if to_encode else []
+        return dict(zip(to_encode, codes))
+
+    def finish(batch: list[LoadedImageItem], job: Any) -> Iterator[tuple[LoadedImageItem, Any]]:
+        nonlocal masks_done
+        codes = job.result() if isinstance(job, Future) else job
+        for i, item in enumerate(batch):
+            yield item, codes.get(i)
+        masks_done += sum(int(item.masks.shape[0]) for item in batch)
+        bar.update(len(batch))
+        bar.set_postfix(masks=masks_done)
+
+    pool = ThreadPoolExecutor(max_workers=1) if config.overlap else None
+    submit = (lambda batch: pool.submit(encode, batch)) if pool is not None else encode
+    in_flight: tuple[list[LoadedImageItem], Any] | None = None
+    buffer: list[LoadedImageItem] = []
+    try:
+        for item in loader:
+            buffer.append(item)
+            if len(buffer) >= config.images_per_call:
+                job, buffer = (buffer, submit(buffer)), []
+                if in_flight is not None:
+                    yield from finish(*in_flight)
+                in_flight = job
+        if buffer:
+            job = (buffer, submit(buffer))
+            if in_flight is not None:
+                yield from finish(*in_flight)
+            in_flight = job
+        if in_flight is not None:
+            yield from finish(*in_flight)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+
+def _run_pending(plan: ShardPlan, pending: list[InputShard], tokenizer: Any,
+                 config: TokenizeConfig, rank: int) -> tuple[list[str], dict[str, int]]:
+    counts = {"images": 0, "masks": 0, "skipped_empty_masks": 0, "skipped_missing_images": 0}
+    remaining = [shard.num_images for shard in pending]
+    if any(n is None for n in remaining):  # tar shards: count their members now
+        remaining = [len(plan.images(shard)) for shard in pending]
+    rows: list[list[dict]] = [[] for _ in pending]
+    stats = [{"num_images": 0, "skipped_empty_masks": 0, "skipped_missing_images": 0}
+             for _ in pending]
+    written: list[str] = []
+    for item, codes in iter_encoded(plan, pending, tokenizer, config, rank):
+        _add_rows(rows[item.shard], item, codes, tokenizer.vocabulary)
+        for record in (stats[item.shard], counts):
+            record["skipped_empty_masks"] += item.skipped_empty
+            record["skipped_missing_images"] += int(item.missing_image)
+        stats[item.shard]["num_images"] += 1
+        counts["images"] += 1
+        counts["masks"] += int(item.masks.shape[0])
+        remaining[item.shard] -= 1
+        if remaining[item.shard] == 0:
+            write_shard(shard_path(config.output_dir, pending[item.shard]), rows[item.shard],
+                        stats[item.shard], tokenizer.vocabulary)
+            rows[item.shard] = []
+            written.append(pending[item.shard].name)
+    return written, counts
+
+
+def _add_rows(rows: list[dict], item: LoadedImageItem, codes: torch.Tensor | None, vocabulary: Any) -> None:
+    if codes is None:
+        return
+    from masktok.words import format_mask_words
+
+    limit = np.iinfo(np.uint16).max
+    for inst, row in zip(item.instances, codes.tolist()):
+        if min(row) < 0 or max(row) > limit:
+            raise ValueError(f"image {item.meta['image_id']!r}: codes {row} do not fit uint16")
+        rows.append({**item.meta, **inst, "codes": row, "words": format_mask_words(row, vocabulary)})
+
+
+def finalize_output(output_dir: Path, paths: list[Path], vocabulary: Any) -> CodebookUsage:
+    """Write ``_codebook_usage.json`` over every shard, then ``_SUCCESS`` (last)."""
+    pq = pyarrow_module().parquet
+    usage = codebook_usage((pq.read_table(p, columns=["codes"]).column("codes").to_pylist()
+                            for p in paths), vocabulary)
+    skipped = {"skipped_empty_masks": 0, "skipped_missing_images": 0, "num_images": 0}
+    for p in paths:
+        metadata = pq.read_schema(p).metadata or {}
+        for key in skipped:
+            skipped[key] += int(metadata.get(f"masktok.{key}".encode(), b"0"))
+    summary = {**asdict(usage), **skipped, "num_shards": len(paths)}
+    (output_dir / USAGE).write_text(json.dumps(summary, indent=2))
+    (output_dir / SUCCESS).write_text("")
+    return usage

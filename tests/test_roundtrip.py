@@ -1,0 +1,62 @@
+"""The shipped default tokenizer and ``masktok roundtrip`` (the main job)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from masktok.cli import app
+
+
+def test_import_masktok_stays_light():
+    code = "import sys, masktok; print('torch' in sys.modules, callable(masktok.load_default))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+
+
+def test_default_tokenizer_is_shipped_compact_and_loads_offline():
+    import masktok
+    from masktok.default_model import default_tokenizer_path
+    from masktok.tokenizers.himtok import HiMTok
+
+    folder = default_tokenizer_path()
+    assert (folder / "model.safetensors").stat().st_size <= 16 * 10 ** 6
+    assert (folder / "MODEL_CARD.md").is_file()
+    tok = masktok.load_default()
+    assert isinstance(tok, HiMTok) and tok.max_codes == 32
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert "F16" in dtypes and not dtypes & {"F32", "F64", "BF16"}  # floats in fp16 (masks stay bool)
+
+
+def test_roundtrip_writes_words_masks_overlays_and_scores(tmp_path):
+    from masktok.samples import load_samples
+    from masktok.words import HIMTOK_VOCABULARY, parse_mask_words
+
+    result = CliRunner().invoke(app, ["roundtrip", "--out", str(tmp_path), "--prefix-lengths", "4,32"])
+    assert result.exit_code == 0, result.output
+    samples = load_samples()
+    lines = [json.loads(line) for line in (tmp_path / "words.jsonl").read_text().splitlines()]
+    assert len(lines) == sum(m.shape[0] for _, m, _ in samples)
+    for line in lines:
+        spans = parse_mask_words(line["words"], HIMTOK_VOCABULARY)
+        assert len(spans) == 1 and list(spans[0].codes) == line["codes"] and len(line["codes"]) == 32
+        assert 0.0 <= line["iou"] <= 1.0
+    image, masks, meta = samples[0]
+    stem = meta["file"].rsplit(".", 1)[0]
+    recon = np.asarray(Image.open(tmp_path / "masks" / f"{stem}_0.png"))
+    assert recon.shape == masks.shape[1:]
+    side = Image.open(tmp_path / "overlays" / f"{stem}.png")
+    assert side.size == (2 * image.width + 8, image.height)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["masks"] == len(lines) and set(summary["miou"]) == {"4", "32"}
+    # The 32-code mIoU in the summary is the mean of the per-mask IoUs.
+    assert abs(summary["miou"]["32"] - np.mean([line["iou"] for line in lines])) < 1e-3
+    assert "mIoU" in result.output

@@ -1,0 +1,315 @@
+"""``tokenize-dataset``: every input layout, the Parquet contents, sharding and resumability."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from masktok.data.shards import DatasetSource, MissingImageError, source_images
+from masktok.data.tokenize_dataset import (
+    MANIFEST,
+    SUCCESS,
+    USAGE,
+    TokenizeConfig,
+    codebook_usage,
+    tokenize_dataset,
+)
+from masktok.masks import mask_to_box, rle_to_mask
+from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
+from masktok.words import format_mask_words
+
+COLUMNS = ["image_id", "annotation_id", "file_name", "height", "width", "category_id",
+           "category_name", "iscrowd", "codes", "words", "box", "area"]
+
+
+def tiny_himtok() -> HiMTok:
+    config = replace(
+        masktok_s_config(), name="tiny", image_size=64, patch_size=16, num_latent_tokens=8,
+        encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1,
+        decoder_heads=2, token_dim=4, codebook_size=64,
+        pixel_decoder=PixelDecoderConfig(z_channels=16, hidden_channels=8, channel_mult=(1, 1, 1, 1, 2),
+                                         num_res_blocks=1, out_channels=1, norm_groups=4,
+                                         legacy_shortcut=False))
+    return HiMTok.from_config(config, seed=0)
+
+
+def yolo_subset(shared: Path, dest: Path, count: int) -> DatasetSource:
+    """The first ``count`` images of the real YOLO-seg folder, linked into ``dest``."""
+    root = shared / "coco128_seg"
+    (dest / "images").mkdir(parents=True)
+    (dest / "labels").mkdir(parents=True)
+    for image in sorted((root / "images" / "train2017").glob("*.jpg"))[:count]:
+        (dest / "images" / image.name).symlink_to(image)
+        label = root / "labels" / "train2017" / f"{image.stem}.txt"
+        if label.is_file():
+            (dest / "labels" / label.name).symlink_to(label)
+    return DatasetSource("yolo", images=dest / "images", labels=dest / "labels")
+
+
+def read_output(folder: Path) -> dict[str, list]:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    tables = [pq.read_table(folder / f"{s['name']}.parquet").to_pydict()
+              for s in manifest["plan"]["shards"]]
+    return {c: [v for t in tables for v in t[c]] for c in COLUMNS}
+
+
+@pytest.fixture(scope="module")
+def himtok() -> HiMTok:
+    return tiny_himtok()
+
+
+def _config(out: Path, **kw) -> TokenizeConfig:
+    return TokenizeConfig(output_dir=out, progress=False, **{"num_workers": 0, **kw})
+
+
+def test_yolo_rows_match_the_annotations(shared_data, tmp_path, himtok):
+    source = yolo_subset(shared_data, tmp_path / "yolo", 10)
+    report = tokenize_dataset(source, himtok, _config(tmp_path / "out", images_per_shard=4,
+                                                      images_per_call=3))
+    out = tmp_path / "out"
+    assert report.complete and (out / SUCCESS).is_file() and (out / USAGE).is_file()
+    assert sorted(p.name for p in out.glob("*.parquet")) == [f"part-0000{i}.parquet" for i in range(3)]
+    assert pq.read_schema(out / "part-00000.parquet").names == COLUMNS
+    rows = read_output(out)
+    images = {img.annotations.image_id: img.annotations for img in source_images(source)}
+    expected = [(str(img.image_id), str(inst.id)) for img in images.values() for inst in img.instances]
+    assert list(zip(rows["image_id"], rows["annotation_id"])) == expected
+    assert report.masks == len(expected) > 20
+    # codes are the tokenizer's, words their formatting, boxes the masks' tight boxes
+    first = images[rows["image_id"][0]]
+    codes = himtok.encode(None, first.masks())
+    n = len(first.instances)
+    assert rows["codes"][:n] == codes.tolist()
+    for k in range(n):
+        assert rows["words"][k] == format_mask_words(rows["codes"][k], himtok.vocabulary)
+        assert tuple(rows["box"][k]) == mask_to_box(rle_to_mask(first.instances[k].mask_rle))
+    usage = json.loads((out / USAGE).read_text())
+    hist = np.zeros(64, dtype=int)
+    np.add.at(hist, [c[0] for c in rows["codes"]], 1)
+    assert usage["masks"] == len(expected)
+    assert usage["positions"][0]["used"] == int((hist > 0).sum())
+    assert usage["num_images"] == 10
+
+
+def _filtered_coco(shared: Path, dest: Path, keep_present: int, keep_missing: int) -> DatasetSource:
+    root = shared / "coco_val2014_100"
+    data = json.loads((root / "instances_val2014_100.json").read_text())
+    present = {p.name for p in (root / "images").iterdir()}
+    with_anns = {a["image_id"] for a in data["annotations"]}
+    imgs = [i for i in data["images"] if i["id"] in with_anns]
+    chosen = ([i for i in imgs if i["file_name"] in present][:keep_present]
+              + [i for i in imgs if i["file_name"] not in present][:keep_missing])
+    ids = {i["id"] for i in chosen}
+    data["images"] = chosen
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    path = dest / "instances.json"
+    path.write_text(json.dumps(data))
+    return DatasetSource("coco", annotations=path, images=root / "images")
+
+
+def test_coco_missing_images_fail_or_are_counted_with_samtok(shared_data, tmp_path):
+    from masktok.tokenizers.samtok import SAMTok, tiny_test_config
+
+    samtok = SAMTok.from_config(tiny_test_config(), seed=0)
+    source = _filtered_coco(shared_data, tmp_path, keep_present=1, keep_missing=1)
+    with pytest.raises(MissingImageError, match="not found"):
+        tokenize_dataset(source, samtok, _config(tmp_path / "strict"))
+    report = tokenize_dataset(source, samtok, _config(tmp_path / "lenient", missing_images="skip"))
+    assert report.skipped_missing_images == 1 and report.complete
+    rows = read_output(tmp_path / "lenient")
+    assert len(set(rows["image_id"])) == 1
+    assert all(len(c) == 2 and 0 <= min(c) and max(c) < 16 for c in rows["codes"])
+    meta = pq.read_schema(tmp_path / "lenient" / "part-00000.parquet").metadata
+    assert meta[b"masktok.skipped_missing_images"] == b"1"
+    # HiMTok encodes masks alone: the missing image does not matter
+    report = tokenize_dataset(source, tiny_himtok(), _config(tmp_path / "himtok"))
+    assert report.skipped_missing_images == 0 and len(set(read_output(tmp_path / "himtok")["image_id"])) == 2
+
+
+def test_panoptic_segments_keep_their_ids(shared_data, tmp_path, himtok):
+    root = shared_data / "coco_panoptic_sample"
+    source = DatasetSource("panoptic", annotations=root / "panoptic_examples.json",
+                           panoptic_pngs=root / "panoptic_examples", images=root / "input_images")
+    tokenize_dataset(source, himtok, _config(tmp_path / "out", num_workers=2))
+    rows = read_output(tmp_path / "out")
+    data = json.loads((root / "panoptic_examples.json").read_text())
+    segments = [(str(a["image_id"]), str(s["id"]), s["category_id"], bool(s["iscrowd"]))
+                for a in data["annotations"] for s in a["segments_info"]]
+    assert list(zip(rows["image_id"], rows["annotation_id"], rows["category_id"], rows["iscrowd"])) == segments
+    assert len(segments) == 50
+
+
+def test_refs_tokenize_only_referred_instances(shared_data, tmp_path, himtok):
+    coco = shared_data / "coco_val2014_100" / "instances_val2014_100.json"
+    anns = json.loads(coco.read_text())["annotations"]
+    picked = [anns[3], anns[40], anns[41], anns[200]]
+    refs = [{"ref_id": k, "image_id": a["image_id"], "ann_id": a["id"], "split": "val",
+             "sentences": [{"sent_id": k, "sent": f"thing {k}"}]} for k, a in enumerate(picked)]
+    refs[-1]["split"] = "train"
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps(refs))
+    source = DatasetSource("refs", annotations=path, instances=coco,
+                           images=shared_data / "coco_val2014_100" / "images", split="val")
+    tokenize_dataset(source, himtok, _config(tmp_path / "out"))
+    rows = read_output(tmp_path / "out")
+    assert sorted(rows["annotation_id"]) == sorted(str(a["id"]) for a in picked[:3])
+
+
+def _sa1b_records(shared: Path, dest: Path, count: int) -> list[Path]:
+    """SA-1B style per-image JSON + JPEG pairs made from real COCO images and masks."""
+    from masktok.annotations import read_coco_instances
+
+    root = shared / "coco_val2014_100"
+    present = {p.name for p in (root / "images").iterdir()}
+    images = [i for i in read_coco_instances(root / "instances_val2014_100.json")
+              if i.file_name in present and i.instances][:count]
+    dest.mkdir(parents=True)
+    paths = []
+    for n, img in enumerate(images, 1):
+        record = {"image": {"image_id": n, "width": img.width, "height": img.height,
+                            "file_name": f"sa_{n}.jpg"},
+                  "annotations": [{"id": int(i.id), "segmentation": i.mask_rle, "area": i.area,
+                                   "bbox": [0, 0, 1, 1]} for i in img.instances]}
+        (dest / f"sa_{n}.json").write_text(json.dumps(record))
+        (dest / f"sa_{n}.jpg").symlink_to(root / "images" / img.file_name)
+        paths.append(dest / f"sa_{n}.json")
+    return paths
+
+
+def test_sa1b_json_folder_and_tar_shards_agree(shared_data, tmp_path, himtok):
+    paths = _sa1b_records(shared_data, tmp_path / "sa1b", 4)
+    tokenize_dataset(DatasetSource("sa1b", images=tmp_path / "sa1b"), himtok,
+                     _config(tmp_path / "loose", images_per_shard=2))
+    tars = []
+    for t, group in enumerate((paths[:3], paths[3:])):
+        tars.append(tmp_path / f"sa_00000{t}.tar")
+        with tarfile.open(tars[-1], "w") as tar:
+            for p in group:
+                tar.add(p.with_suffix(".jpg").resolve(), arcname=p.with_suffix(".jpg").name)
+                tar.add(p, arcname=p.name)
+    report = tokenize_dataset(DatasetSource("sa1b-tar", tars=tars), himtok,
+                              _config(tmp_path / "tars", num_workers=2))
+    assert report.shards_written == ["sa_000000", "sa_000001"]
+    loose, packed = read_output(tmp_path / "loose"), read_output(tmp_path / "tars")
+    assert loose == packed and len(loose["codes"]) > 10
+
+
+def test_ranks_workers_and_overlap_do_not_change_the_output(shared_data, tmp_path, himtok):
+    source = yolo_subset(shared_data, tmp_path / "yolo", 9)
+    single = tokenize_dataset(source, himtok, _config(tmp_path / "one", images_per_shard=2,
+                                                      num_workers=2, overlap=False))
+    assert single.complete
+    out = tmp_path / "two"
+    late = tokenize_dataset(source, himtok, _config(out, images_per_shard=2), rank=1, world_size=2)
+    assert late.shards_written == ["part-00001", "part-00003"] and not late.complete
+    assert not (out / SUCCESS).exists()
+    first = tokenize_dataset(source, himtok, _config(out, images_per_shard=2), rank=0, world_size=2)
+    assert first.shards_written == ["part-00000", "part-00002", "part-00004"] and first.complete
+    assert read_output(out) == read_output(tmp_path / "one")
+    assert json.loads((out / USAGE).read_text()) == json.loads((tmp_path / "one" / USAGE).read_text())
+
+
+def test_a_rerun_with_other_settings_is_refused(shared_data, tmp_path, himtok):
+    source = yolo_subset(shared_data, tmp_path / "yolo", 2)
+    tokenize_dataset(source, himtok, _config(tmp_path / "out"))
+    again = tokenize_dataset(source, himtok, _config(tmp_path / "out"))
+    assert again.shards_written == [] and again.shards_skipped == ["part-00000"]
+    with pytest.raises(ValueError, match="different run.*options"):
+        tokenize_dataset(source, himtok, _config(tmp_path / "out", num_codes=4))
+
+
+def test_empty_masks_fail_or_are_counted(shared_data, tmp_path, himtok):
+    source = _filtered_coco(shared_data, tmp_path, keep_present=1, keep_missing=0)
+    data = json.loads(source.annotations.read_text())
+    img = data["images"][0]
+    empty = {"size": [img["height"], img["width"]], "counts": [img["height"] * img["width"]]}
+    data["annotations"].append({"id": 999999, "image_id": img["id"], "category_id": 1,
+                                "segmentation": empty, "area": 0, "iscrowd": 0, "bbox": [0, 0, 0, 0]})
+    source.annotations.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="999999.*empty mask"):
+        tokenize_dataset(source, himtok, _config(tmp_path / "a"))
+    report = tokenize_dataset(source, himtok, _config(tmp_path / "b", empty_masks="skip",
+                                                      num_codes=3))
+    assert report.skipped_empty_masks == 1
+    rows = read_output(tmp_path / "b")
+    assert "999999" not in rows["annotation_id"] and {len(c) for c in rows["codes"]} == {3}
+
+
+def test_codebook_usage_counts():
+    from masktok.words import samtok_vocabulary
+
+    usage = codebook_usage([[[1, 2], [1, 3]], [[4, 2]]], samtok_vocabulary(8, 2))
+    assert usage.masks == 3 and usage.distinct_words == 3
+    assert [p.used for p in usage.positions] == [2, 2]
+    assert usage.positions[0].top == [(1, 2), (4, 1)]
+    assert usage.positions[1].perplexity == pytest.approx(np.exp(-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3))))
+    with pytest.raises(ValueError, match="do not fit"):
+        codebook_usage([[[8, 0]]], samtok_vocabulary(8, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Resumability: a run killed mid-way, resumed, equals an uninterrupted run
+# ---------------------------------------------------------------------------------------------
+class _KillingTokenizer:
+    """Delegates to a tokenizer and SIGKILLs its own process at encode call ``kill_at``."""
+
+    def __init__(self, inner, kill_at: int):
+        self.inner, self.kill_at, self.calls = inner, kill_at, 0
+        self.vocabulary = inner.vocabulary
+
+    def encode(self, image, masks, **kw):
+        self.calls += 1
+        if self.calls == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.encode(image, masks, **kw)
+
+
+def _child(yolo_dir: str, out: str, kill_at: int) -> None:
+    source = DatasetSource("yolo", images=Path(yolo_dir) / "images", labels=Path(yolo_dir) / "labels")
+    tokenize_dataset(source, _KillingTokenizer(tiny_himtok(), kill_at),
+                     _config(Path(out), images_per_shard=3, images_per_call=1),
+                     tokenizer_id="tiny-himtok")
+
+
+def test_killed_run_resumes_to_the_same_output(shared_data, tmp_path):
+    source = yolo_subset(shared_data, tmp_path / "yolo", 12)
+    out = tmp_path / "resumed"
+    # every image here has masks, so encode call k is image k: die inside the second shard
+    child = subprocess.run([sys.executable, __file__, str(tmp_path / "yolo"), str(out), "5"],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.parquet")) == ["part-00000.parquet"]
+    assert not (out / SUCCESS).exists()
+    done = (out / "part-00000.parquet").stat()
+    # also a damaged shard file and a stale partial write, as a crash elsewhere could leave
+    (out / "part-00002.parquet").write_bytes(b"PAR1 truncated")
+    (out / "part-00003.parquet.tmp").write_bytes(b"partial")
+    tok = tiny_himtok()
+    report = tokenize_dataset(source, tok, _config(out, images_per_shard=3, images_per_call=1),
+                              tokenizer_id="tiny-himtok")
+    assert report.shards_skipped == ["part-00000"] and report.shards_redone == ["part-00002"]
+    assert report.shards_written == ["part-00001", "part-00002", "part-00003"] and report.complete
+    assert (out / "part-00000.parquet").stat().st_mtime_ns == done.st_mtime_ns
+    assert not list(out.glob("*.tmp"))
+    fresh = tmp_path / "fresh"
+    tokenize_dataset(source, tok, _config(fresh, images_per_shard=3, images_per_call=1),
+                     tokenizer_id="tiny-himtok")
+    assert read_output(out) == read_output(fresh)
+    for name in (MANIFEST, USAGE):
+        assert (out / name).read_text() == (fresh / name).read_text()
+
+
+if __name__ == "__main__":  # the child process of the resumability test
+    torch.set_num_threads(1)
+    _child(sys.argv[1], sys.argv[2], int(sys.argv[3]))

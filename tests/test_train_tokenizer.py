@@ -1,0 +1,191 @@
+"""The tokenizer trainer on CPU: tiny models, real + synthetic masks, exact resume, SAMTok recipe."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from masktok.train import checkpointing as ckpt
+from masktok.train.tokenizer_trainer import TrainConfig, export_checkpoint, train_tokenizer, warmup_cosine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_himtok_config(quantizer: str = "vq"):
+    from masktok.tokenizers.himtok import PixelDecoderConfig, masktok_s_config
+
+    return replace(masktok_s_config(), name="tiny", image_size=32, patch_size=8, num_latent_tokens=8,
+                   encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1,
+                   decoder_heads=2, codebook_size=64, quantizer=quantizer,
+                   pixel_decoder=PixelDecoderConfig(z_channels=16, hidden_channels=8, channel_mult=(1, 1, 2, 2),
+                                                    num_res_blocks=1, out_channels=1, norm_groups=4,
+                                                    legacy_shortcut=False))
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from masktok.tokenizers.himtok import HiMTok
+
+    path = tmp_path_factory.mktemp("tiny_himtok")
+    HiMTok.from_config(tiny_himtok_config(), seed=0).save_pretrained(path)
+    return path
+
+
+def _config(tiny_model_dir: Path, run_dir: Path, **kw) -> TrainConfig:
+    base = dict(model=str(tiny_model_dir), synthetic_fraction=1.0, batch_size=4, steps=6, checkpoint_every=2,
+                log_every=1, progress=False, device="cpu", run_dir=str(run_dir), val_prefix_lengths=(1, 4, 8),
+                lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _rows(run_dir: Path) -> dict[int, dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as f:
+        return {int(r["step"]): r for r in csv.DictReader(f) if r.get("loss")}
+
+
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, 100, 0.1, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 0.1, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 0.1, 0.0) == pytest.approx(0.5, abs=0.02)
+    assert warmup_cosine(100, 100, 0.1, 0.2) == pytest.approx(0.2)
+
+
+def test_train_on_real_and_synthetic_masks(tiny_model_dir, tmp_path, shared_data):
+    from masktok.tokenizers.himtok import HiMTok
+
+    labelme = f"labelme:{shared_data}/voc_labelme/data_annotated"
+    refseg = f"mask_png:{shared_data}/refseg_examples/masks"
+    cfg = _config(tiny_model_dir, tmp_path / "run", data=(labelme,), val_data=(refseg,), synthetic_fraction=0.5,
+                  steps=4, tensorboard=True)
+    result = train_tokenizer(cfg)
+    assert result.step == 4 and not result.stopped_early
+    assert set(result.validation) == {"val_miou@1", "val_miou@4", "val_miou@8"}
+    assert all(0.0 <= v <= 1.0 for v in result.validation.values())
+    rows = _rows(tmp_path / "run")
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows.values())
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    tok = HiMTok.from_pretrained(result.export_dir)
+    masks = torch.zeros(2, 40, 50, dtype=torch.bool)
+    masks[:, 5:30, 10:40] = True
+    assert tok.decode(None, tok.encode(None, masks), size=(40, 50)).shape == (2, 40, 50)
+    # The exported weights are the trained ones, not the initial ones.
+    start = HiMTok.from_pretrained(tiny_model_dir).model.state_dict()
+    trained = tok.model.state_dict()
+    assert any(not torch.equal(start[k], trained[k]) for k in start)
+
+
+def test_resume_continues_exactly(tiny_model_dir, tmp_path):
+    full = train_tokenizer(_config(tiny_model_dir, tmp_path / "full"))
+    first = train_tokenizer(_config(tiny_model_dir, tmp_path / "split", stop_at_step=3))
+    assert first.step == 3 and first.stopped_early and first.export_dir is None
+    second = train_tokenizer(_config(tiny_model_dir, tmp_path / "split"), resume=True)
+    assert second.step == 6
+    a, b = _rows(tmp_path / "full"), _rows(tmp_path / "split")
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):  # the same next batches, the same losses
+        assert a[step]["batch_sum"] == b[step]["batch_sum"]
+        assert float(a[step]["loss"]) == pytest.approx(float(b[step]["loss"]), rel=1e-6)
+    wa = ckpt.load_checkpoint(tmp_path / "full" / "checkpoints" / "step-000006.pt")["model"]
+    wb = ckpt.load_checkpoint(tmp_path / "split" / "checkpoints" / "step-000006.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_a_different_run(tiny_model_dir, tmp_path):
+    train_tokenizer(_config(tiny_model_dir, tmp_path / "run", stop_at_step=2))
+    with pytest.raises(ValueError, match="'lr'"):
+        train_tokenizer(_config(tiny_model_dir, tmp_path / "run", lr=5e-3), resume=True)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train_tokenizer(_config(tiny_model_dir, tmp_path / "empty"), resume=True)
+
+
+def test_checkpoint_parts_and_corruption(tiny_model_dir, tmp_path):
+    cfg = _config(tiny_model_dir, tmp_path / "run", stop_at_step=2, checkpoint_part_mb=0.05,
+                  checkpoint_optimizer_dtype="bfloat16")
+    train_tokenizer(cfg)
+    parts = sorted((tmp_path / "run" / "checkpoints").glob("step-000002.pt.part*"))
+    assert len(parts) > 1 and all(p.stat().st_size <= 0.05 * 2 ** 20 for p in parts)
+    state = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "step-000002.pt")
+    assert state["step"] == 2 and state["data"]["step"] == 2
+    exported = export_checkpoint(tmp_path / "run", tmp_path / "exported", "float16")
+    assert (exported / "model.safetensors").is_file()
+    parts[-1].write_bytes(parts[-1].read_bytes()[:10])
+    with pytest.raises(ValueError, match="unreadable or truncated"):
+        ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "step-000002.pt")
+
+
+def _cli(run_dir: Path, model: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-c", "from masktok.cli import main; main()", "train", "tokenizer",
+            "--model", str(model), "--synthetic-fraction", "1", "--batch-size", "4", "--steps", "400",
+            "--checkpoint-every", "2", "--log-every", "1", "--lr", "1e-3", "--no-progress", "--device", "cpu",
+            "--run-dir", str(run_dir), "--keep-checkpoints", "3", *extra]
+
+
+def test_killed_run_resumes_with_the_same_next_batch(tiny_model_dir, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(killed, tiny_model_dir), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ckpt.list_checkpoint_steps(killed / "checkpoints"):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps = ckpt.list_checkpoint_steps(killed / "checkpoints")
+    assert steps and steps[-1] < 400, "the run must be killed mid-way, after a checkpoint"
+    resumed_from = steps[-1]
+    stop = resumed_from + 2
+    subprocess.run(_cli(killed, tiny_model_dir, "--resume", "--stop-at-step", str(stop)), env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    reference = tmp_path / "reference"
+    subprocess.run(_cli(reference, tiny_model_dir, "--stop-at-step", str(stop)), env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    a, b = _rows(reference), _rows(killed)
+    for step in range(resumed_from + 1, stop + 1):
+        assert a[step]["batch_sum"] == b[step]["batch_sum"]
+        assert float(a[step]["loss"]) == pytest.approx(float(b[step]["loss"]), rel=1e-6)
+    wa = ckpt.load_checkpoint(reference / "checkpoints" / f"step-{stop:06d}.pt")["model"]
+    wb = ckpt.load_checkpoint(killed / "checkpoints" / f"step-{stop:06d}.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_samtok_recipe_trains_only_the_mask_encoder_and_decoder(tmp_path, shared_data):
+    from masktok.tokenizers.samtok import SAMTok, SAMTokModel, tiny_test_config
+
+    labelme = f"labelme:{shared_data}/voc_labelme/data_annotated"
+    torch.manual_seed(0)
+    before = SAMTokModel(tiny_test_config()).state_dict()
+    cfg = TrainConfig(family="samtok", model="tiny-test", data=(labelme,), val_data=(labelme,), batch_size=2,
+                      masks_per_image=3, steps=3, checkpoint_every=0, log_every=1, progress=False, device="cpu",
+                      run_dir=str(tmp_path / "sam"), lr=1e-3, seed=0)
+    result = train_tokenizer(cfg)
+    assert set(result.validation) == {"val_miou@1", "val_miou@2"}
+    after = SAMTok.from_pretrained(result.export_dir).model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k].to(before[k].dtype))}
+    assert any(k.startswith("mask_encoder.") for k in changed)
+    assert any(k.startswith("sam2.mask_decoder.transformer.") for k in changed)
+    frozen = ("sam2.vision_encoder.", "sam2.prompt_encoder.", "sam2.mask_decoder.iou_prediction_head.",
+              "sam2.mask_decoder.pred_obj_score_head.")
+    assert not any(k.startswith(frozen) for k in changed)
+    assert any(k.startswith("quantizer.") and "ema" in k for k in changed)  # EMA codebooks moved
+    rows = _rows(tmp_path / "sam")
+    assert {"ema_perplexity_l0", "batch_perplexity_l1", "commitment"} <= set(rows[1])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="family"):
+        TrainConfig(family="other")
+    with pytest.raises(ValueError, match="real masks"):
+        TrainConfig(family="himtok", synthetic_fraction=0.5)
+    with pytest.raises(ValueError, match="SAMTok training needs"):
+        TrainConfig(family="samtok")
