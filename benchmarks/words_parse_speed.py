@@ -33,8 +33,8 @@ def main() -> None:
         seconds = best_of(lambda: parse_mask_words(text, S))
         base = base or seconds
         print(f"| {scale // 2_000}× ({len(text) / 1e6:.1f} MB) | {2 * scale} | {seconds:.3f} | {seconds / base:.1f} |")
-    hostile = {"'<|mt_' × 50k": "<|mt_" * 50_000, "'<' × 200k": "<" * 200_000,
-               "'<|mt_1…1' (200k digits)": "<|mt_" + "1" * 200_000,
+    hostile = {"open token prefix × 50k": "<|mt_" * 50_000, "'<' × 200k": "<" * 200_000,
+               "token prefix + 200k digits": "<|mt_" + "1" * 200_000,
                "start + 30k codes": "<|mt_start|>" + "<|mt_0001|>" * 30_000}
     print("\n| hostile input | strict s | lenient s |\n|---|---|---|")
     for name, text in hostile.items():
