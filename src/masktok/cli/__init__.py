@@ -26,6 +26,7 @@ _SUBCOMMANDS: list[tuple[str, str]] = [
     ("roundtrip", "roundtrip"),
     ("tokenize", ""),  # "" adds its commands (encode, decode) at the top level
     ("data", ""),  # tokenize-dataset, build-sft at the top level
+    ("demo", "demo"),
 ]
 
 
