@@ -271,10 +271,13 @@ def check_chat_tab(page, expect) -> None:
 
 
 def screenshot(page, tab: str) -> Path:
-    """Save a full-page screenshot of ``tab`` (warning toasts closed first)."""
+    """Save a full-page screenshot of ``tab`` with warning toasts hidden.
+
+    Toasts time out on their own, so clicking their close buttons races their removal; a style
+    rule hides them instead (every check reads the status lines, never the toasts).
+    """
     page.get_by_role("tab", name=tab).click()
-    for close in page.locator("[data-testid=toast-close]").all():
-        close.click()
+    page.add_style_tag(content="[data-testid=toast-body], .toast-wrap { display: none !important; }")
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=status-tracker]:not(.hide)')",
         timeout=TIMEOUT_MS)
