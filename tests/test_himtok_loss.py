@@ -6,10 +6,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from masktok.tokenizers.himtok.loss import (
     HierarchicalMaskLoss,
     blur_and_renormalize,
+    gaussian_kernel1d,
     dice_loss,
     level_sigma,
     level_targets,
@@ -130,3 +132,23 @@ def test_loss_runs_under_bf16_autocast():
         out = HierarchicalMaskLoss(32)(logits.bfloat16(), masks, lengths)["loss"]
     assert out.dtype == torch.float32
     assert out.item() == pytest.approx(reference.item(), rel=2e-2)
+
+
+def test_batched_level_targets_equal_per_level_convolutions():
+    """Every level of a mixed batch equals a direct 2-D convolution with its own kernel."""
+    generator = torch.Generator().manual_seed(0)
+    masks = (torch.rand(3, 1, 40, 40, generator=generator) > 0.7).float()
+    masks[2] = 0
+    levels = torch.tensor([[1, 9, 32], [5, 31, 32], [3, 12, 32]])
+    targets = level_targets(masks, levels, num_latent_tokens=32)
+    for b in range(3):
+        for c in range(3):
+            level = int(levels[b, c])
+            if level == 32:
+                assert torch.equal(targets[b, c], masks[b, 0])
+                continue
+            kernel = gaussian_kernel1d(level_sigma(level))
+            k2 = torch.outer(kernel, kernel)[None, None]
+            ref = F.conv2d(masks[b:b + 1], k2, padding=kernel.numel() // 2)[0, 0]
+            ref = ref / ref.max().clamp(min=1e-6)
+            assert torch.allclose(targets[b, c], ref, atol=1e-5), (b, level)

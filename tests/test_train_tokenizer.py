@@ -189,3 +189,23 @@ def test_config_errors():
         TrainConfig(family="himtok", synthetic_fraction=0.5)
     with pytest.raises(ValueError, match="SAMTok training needs"):
         TrainConfig(family="samtok")
+
+
+def test_non_finite_loss_stops_with_its_step_and_no_later_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    from masktok.train.objectives import HiMTokObjective
+
+    real_forward = HiMTokObjective.forward
+    calls = {"n": 0}
+
+    def forward(self, masks, generator=None):
+        loss, metrics = real_forward(self, masks, generator)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 4 else loss), metrics  # step index 3
+
+    monkeypatch.setattr(HiMTokObjective, "forward", forward)
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train_tokenizer(_config(tiny_model_dir, run, steps=8, checkpoint_every=2, log_every=4))
+    saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (run / "checkpoints").glob("step-*"))
+    assert saved == [2]
+    assert sorted(_rows(run)) == []

@@ -40,8 +40,9 @@ class HiMTokObjective(nn.Module):
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """masks (B, 1, S, S) float in [0, 1] → scalar loss and detached metrics."""
         slots = self.model.config.num_latent_tokens
-        lengths = sample_prefix_lengths(masks.shape[0], slots, self.num_partial, generator=generator,
-                                        device=masks.device)
+        # Drawn and kept on the CPU: the model and the loss check and group them there, without
+        # waiting for the accelerator.
+        lengths = sample_prefix_lengths(masks.shape[0], slots, self.num_partial, generator=generator)
         out = self.model.forward_train(masks, lengths)
         losses = self.loss(out["logits"], masks, lengths)
         total = losses["loss"] + self.quant_weight * out["quant_loss"]

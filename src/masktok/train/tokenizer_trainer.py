@@ -263,14 +263,17 @@ def _train(config: TrainConfig, ctx: DistributedContext, resume: bool) -> TrainR
     sums: dict[str, torch.Tensor] = {}
     count = 0
     tick = time.monotonic()
+    # The first step whose loss was not finite (−1: none), kept on the device and read only when
+    # metrics are logged or a checkpoint is about to be written, so steps never wait for the GPU.
+    first_bad_step = torch.full((), -1, dtype=torch.long, device=ctx.device)
     model.train()
     while step < end_step:
         batch = recipe.batch(step)
         gen = torch.Generator().manual_seed(step_seed(config.seed, step, ctx.rank, stream=2))
         with torch.autocast(device_type=ctx.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             loss, metrics = objective(batch, gen)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss.detach()),
+                                     torch.full_like(first_bad_step, step), first_bad_step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
@@ -285,9 +288,15 @@ def _train(config: TrainConfig, ctx: DistributedContext, resume: bool) -> TrainR
         count += 1
         if bar is not None:
             bar.update(1)
-        out_of_time = config.time_limit_min > 0 and (time.monotonic() - started) > 60 * config.time_limit_min
-        out_of_time = bool(all_reduce_mean(torch.tensor(float(out_of_time), device=ctx.device), ctx) > 0)
-        if step % config.log_every == 0 or step == end_step or out_of_time:
+        out_of_time = False
+        if step % config.log_every == 0 and config.time_limit_min > 0:  # ranks agree on when to stop
+            out_of_time = (time.monotonic() - started) > 60 * config.time_limit_min
+            out_of_time = bool(all_reduce_mean(torch.tensor(float(out_of_time), device=ctx.device), ctx) > 0)
+        stopping = step == end_step or out_of_time
+        saving = bool(config.checkpoint_every and step % config.checkpoint_every == 0) or stopping
+        if step % config.log_every == 0 or saving:
+            _raise_if_non_finite(first_bad_step, ctx)
+        if step % config.log_every == 0 or stopping:
             keys = sorted(sums)
             stacked = all_reduce_mean(torch.stack([sums[k] / count for k in keys]), ctx)
             last_metrics = {k: float(v) for k, v in zip(keys, stacked.tolist())}
@@ -298,8 +307,7 @@ def _train(config: TrainConfig, ctx: DistributedContext, resume: bool) -> TrainR
                 logger.log(step, last_metrics)
             if bar is not None:
                 bar.set_postfix(loss=f"{last_metrics['loss']:.4f}")
-        stopping = step == end_step or out_of_time
-        if (config.checkpoint_every and step % config.checkpoint_every == 0) or stopping:
+        if saving:
             _save(config, ctx, ckpt_dir, step, recipe, optimizer, scheduler)
         if config.val_every and step % config.val_every == 0 and step != config.steps:
             _validate(recipe, ctx, logger, step, autocast_dtype)
@@ -321,6 +329,18 @@ def _train(config: TrainConfig, ctx: DistributedContext, resume: bool) -> TrainR
         (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2))
     barrier(ctx)
     return result
+
+
+def _raise_if_non_finite(first_bad_step: torch.Tensor, ctx: DistributedContext) -> None:
+    """Stop with the step number when a loss since the last check was NaN or infinite on any rank
+    (checked before anything is logged or saved, so no checkpoint holds parameters updated from it;
+    every rank checks at the same step and all of them stop together)."""
+    anywhere = float(all_reduce_mean((first_bad_step >= 0).float(), ctx)) > 0
+    if anywhere:
+        bad = int(first_bad_step)
+        where = f"at step {bad}" if bad >= 0 else f"on another rank (of {ctx.world_size})"
+        raise FloatingPointError(f"non-finite loss {where}: stopping before any later metrics or "
+                                 f"checkpoint are written")
 
 
 def _batch_sum(batch: Any) -> torch.Tensor:

@@ -40,45 +40,80 @@ def gaussian_kernel1d(sigma: float, device: torch.device | None = None) -> torch
     return kernel / kernel.sum()
 
 
+def gaussian_band_matrices(sigmas: torch.Tensor, size: int) -> torch.Tensor:
+    """(M,) σ → (M, size, size) float32 matrices G with G[i, j] = k_σ(i − j), k_σ the normalised
+    Gaussian of :func:`gaussian_kernel1d` (zero beyond its radius ⌈3σ⌉).
+
+    ``G @ x`` blurs the columns of x with zero padding, ``x @ Gᵀ`` its rows: a band matrix per σ,
+    so masks of different levels blur in one batched matmul.
+    """
+    sigmas = sigmas.float()
+    if (sigmas <= 0).any():
+        raise ValueError(f"sigmas must be > 0, got {sigmas.tolist()}")
+    offsets = torch.arange(size, device=sigmas.device, dtype=torch.float32)
+    offsets = offsets.view(1, -1, 1) - offsets.view(1, 1, -1)  # (1, S, S): i − j
+    s = sigmas.view(-1, 1, 1)
+    radius = torch.ceil(3 * s)
+    band = torch.exp(-(offsets ** 2) / (2 * s ** 2)) * (offsets.abs() <= radius)
+    # The full kernel's sum (radius ⌈3σ⌉ on both sides, boundary or not), as gaussian_kernel1d.
+    taps = torch.arange(-int(radius.max()), int(radius.max()) + 1, device=sigmas.device, dtype=torch.float32)
+    taps = taps.view(1, -1)
+    total = (torch.exp(-(taps ** 2) / (2 * sigmas.view(-1, 1) ** 2)) * (taps.abs() <= radius.view(-1, 1))).sum(dim=1)
+    return band / total.view(-1, 1, 1)
+
+
+def blur_rows_and_renormalize(masks: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """masks (M, H, W) float, sigmas (M,) > 0 → float32 (M, H, W): mask m blurred by a Gaussian of
+    σ = sigmas[m] (kernel side 2·⌈3σ⌉ + 1, zero padding), rescaled to max 1 (all-zero stays zero)."""
+    if masks.ndim != 3 or sigmas.shape != masks.shape[:1]:
+        raise ValueError(f"masks must be (M, H, W) with one sigma each, got {tuple(masks.shape)} and "
+                         f"sigmas {tuple(sigmas.shape)}")
+    with torch.autocast(device_type=masks.device.type, enabled=False):  # float32 targets under autocast too
+        sigmas = sigmas.to(masks.device)
+        height, width = masks.shape[1:]
+        rows = gaussian_band_matrices(sigmas, height)
+        cols = rows if width == height else gaussian_band_matrices(sigmas, width)
+        x = torch.bmm(torch.bmm(rows, masks.float()), cols.transpose(1, 2))
+        peak = x.amax(dim=(1, 2), keepdim=True).clamp(min=1e-6)
+        return x / peak
+
+
 def blur_and_renormalize(masks: torch.Tensor, sigma: float) -> torch.Tensor:
     """masks (B, 1, H, W) float → float32 Gaussian-blurred (zero padding), each rescaled to max 1.
 
-    The 2-D kernel exp(−(x² + y²) / 2σ²) / Σ is separable, so two 1-D passes give the same
-    result as the reference's 2-D convolution. All-zero masks stay all zero.
+    Same result as the reference's 2-D convolution with the kernel exp(−(x² + y²) / 2σ²) / Σ of
+    side 2·⌈3σ⌉ + 1 (separable: a column pass and a row pass). All-zero masks stay all zero.
     """
     if masks.ndim != 4 or masks.shape[1] != 1:
         raise ValueError(f"masks must have shape (B, 1, H, W), got {tuple(masks.shape)}")
-    kernel = gaussian_kernel1d(sigma, masks.device)
-    radius = kernel.numel() // 2
-    with torch.autocast(device_type=masks.device.type, enabled=False):  # float32 targets under autocast too
-        x = masks.float()
-        x = F.conv2d(x, kernel.view(1, 1, 1, -1), padding=(0, radius))
-        x = F.conv2d(x, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-        peak = x.amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
-        return x / peak
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    sigmas = torch.full((masks.shape[0],), float(sigma), device=masks.device)
+    return blur_rows_and_renormalize(masks[:, 0], sigmas).unsqueeze(1)
 
 
 def level_targets(masks: torch.Tensor, prefix_lengths: torch.Tensor, num_latent_tokens: int) -> torch.Tensor:
     """masks (B, 1, H, W) in [0, 1], prefix_lengths (B, n) in [1, K] → targets (B, n, H, W) float32.
 
     Level K (the full level) is the mask itself; a level l < K is the blurred, renormalised mask
-    with σ = level_sigma(l) (levels with σ ≤ 0, i.e. l ≥ 49 when K > 49, need no blur).
+    with σ = level_sigma(l) (levels with σ ≤ 0, i.e. l ≥ 49 when K > 49, need no blur). All
+    blurred maps of a batch are computed together; pass ``prefix_lengths`` on the CPU to keep the
+    accelerator free of host synchronisation.
     """
     if prefix_lengths.ndim != 2 or prefix_lengths.shape[0] != masks.shape[0]:
         raise ValueError(f"prefix_lengths must have shape (B, n) with B = {masks.shape[0]}, "
                          f"got {tuple(prefix_lengths.shape)}")
-    if int(prefix_lengths.min()) < 1 or int(prefix_lengths.max()) > num_latent_tokens:
+    lengths = prefix_lengths.cpu()
+    if int(lengths.min()) < 1 or int(lengths.max()) > num_latent_tokens:
         raise ValueError(f"prefix_lengths must lie in [1, {num_latent_tokens}]")
-    batch, n = prefix_lengths.shape
+    batch, n = lengths.shape
     targets = masks.float().expand(batch, n, *masks.shape[2:]).clone()
-    lengths = prefix_lengths.to(masks.device)
-    for level in torch.unique(lengths).tolist():
-        sigma = level_sigma(level)
-        if level >= num_latent_tokens or sigma <= 0:
-            continue
-        rows, cols = torch.nonzero(lengths == level, as_tuple=True)
-        blurred = blur_and_renormalize(masks[rows].float(), sigma)
-        targets[rows, cols] = blurred[:, 0]
+    sigmas = 100.0 / (lengths.double() + 1) - 2.0
+    blurred = (lengths < num_latent_tokens) & (sigmas > 0)
+    if blurred.any():
+        rows, cols = torch.nonzero(blurred, as_tuple=True)
+        out = blur_rows_and_renormalize(masks[rows.to(masks.device), 0].float(), sigmas[rows, cols].float())
+        targets[rows.to(masks.device), cols.to(masks.device)] = out
     return targets
 
 

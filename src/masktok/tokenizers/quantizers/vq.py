@@ -1,7 +1,10 @@
 """L2-normalised (cosine) vector quantization with a SimVQ linear codebook projection.
 
-The codebook actually used is ``normalize(embedding_proj(embedding.weight))``: a learned
-(V, D) table passed through one bias-free D×D linear layer (SimVQ), then L2-normalised. Inputs are
+The codebook actually used is ``normalize(embedding_proj(embedding.weight))``: a (V, D) table passed
+through one bias-free D×D linear layer (SimVQ), then L2-normalised. As in SimVQ, the table is a
+frozen Gaussian draw (std D^-½) and only the projection learns: every code moves whenever the
+projection does, so codes never die, and an optimizer step cannot drag the few codes in use away
+from the rest (training the table too collapses a fresh model to a handful of codes in a few steps). Inputs are
 L2-normalised too, so the nearest neighbour is the code of highest cosine similarity. This is the
 HiMTok quantizer (1024 × 12, commitment 0.01); the parameter names ``embedding.weight`` and
 ``embedding_proj.weight`` are those of the official checkpoint.
@@ -67,7 +70,8 @@ class CosineVectorQuantizer(nn.Module):
     Args:
         codebook_size: number of codes V.
         dim: code dimension D.
-        commitment_cost: weight β of ‖sg(q) − z‖² (the codebook term ‖q − sg(z)‖² has weight 1).
+        commitment_cost: weight β of ‖sg(q) − z‖² (the codebook term ‖q − sg(z)‖² has weight 1
+            and trains the projection).
     """
 
     codes_per_position = 1
@@ -80,7 +84,8 @@ class CosineVectorQuantizer(nn.Module):
         self.dim = dim
         self.commitment_cost = commitment_cost
         self.embedding = nn.Embedding(codebook_size, dim)
-        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        nn.init.normal_(self.embedding.weight, std=dim ** -0.5)
+        self.embedding.weight.requires_grad_(False)
         self.embedding_proj = nn.Linear(dim, dim, bias=False)
 
     def codebook(self) -> torch.Tensor:
