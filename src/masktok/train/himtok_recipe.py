@@ -58,7 +58,8 @@ class HiMTokRecipe:
         self.objective = HiMTokObjective(self.model, num_partial=config.num_partial)
         pool = build_pool(tuple(config.data), tuple(config.packed), config.max_side, ctx.device)
         mix = MaskMixConfig(synthetic_fraction=config.synthetic_fraction, out_size=self.model.config.image_size,
-                            augment=MaskAugmentConfig(crop_prob=config.crop_prob))
+                            augment=MaskAugmentConfig(crop_prob=config.crop_prob),
+                            box_frames=self.model.config.box_prefix)
         self.sampler = MixedMaskSampler(pool, mix, batch_size=config.batch_size, seed=config.seed, rank=ctx.rank,
                                         world_size=ctx.world_size, device=ctx.device)
         self.val_pool = build_pool(tuple(config.val_data), tuple(config.val_packed), 100_000, ctx.device,

@@ -8,6 +8,11 @@ would have drawn, on CPU or GPU, without replaying the data stream.
 
     sampler = MixedMaskSampler(pool, MaskMixConfig(), batch_size=256, seed=0, device="cuda")
     frames = sampler.batch(step)          # (B, 1, 256, 256) float in [0, 1]
+
+With ``box_frames=True`` (box-first tokenizers) every frame is the mask's tight box stretched to
+S×S, as the tokenizer frames masks: real masks keep their flips but are not cropped, rotated or
+dilated/eroded (those would move the box edges off the frame edges); synthetic masks are drawn at
+``synthetic_size`` and framed by their boxes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from masktok.data.augment import MaskAugmentConfig, apply_augment, sample_augment_params
 from masktok.data.mask_datasets import MaskPool
 from masktok.data.synthetic_masks import SyntheticMaskConfig, generate_synthetic_masks
+from masktok.tokenizers.himtok.box_frame import crop_box_frames, tight_boxes
 
 _MIX = 0x9E3779B97F4A7C15
 
@@ -39,13 +45,16 @@ class MaskMixConfig:
         out_size: side of the model frame.
         augment: augmentation of the real masks.
         synthetic: the synthetic shape mixture.
-        synthetic_augment_prob: probability that a synthetic mask also gets flips/rotation/morph.
+        box_frames: frame each mask by its tight box (box-first tokenizers).
+        synthetic_size: side at which synthetic masks are drawn in box mode.
     """
 
     synthetic_fraction: float = 0.3
     out_size: int = 256
     augment: MaskAugmentConfig = field(default_factory=MaskAugmentConfig)
     synthetic: SyntheticMaskConfig = field(default_factory=SyntheticMaskConfig)
+    box_frames: bool = False
+    synthetic_size: int = 256
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.synthetic_fraction <= 1.0:
@@ -104,14 +113,23 @@ class MixedMaskSampler:
         size = self.config.out_size
         if self.num_real:
             idx = self.real_indices(step).to(self.pool.masks.device)
-            params = sample_augment_params(self.pool.boxes[idx].to(self.device), self.pool.sizes[idx].to(self.device),
-                                           self.config.augment, generator=gen)
+            boxes = self.pool.boxes[idx].to(self.device)
+            params = sample_augment_params(boxes, self.pool.sizes[idx].to(self.device), self.config.augment,
+                                           generator=gen)
+            if self.config.box_frames:
+                params.window = boxes.float() + torch.tensor([0.0, 0.0, 1.0, 1.0], device=self.device)
+                params.angle = torch.zeros_like(params.angle)
+                params.morph = torch.zeros_like(params.morph)
             masks = self.pool.masks[idx].to(self.device, non_blocking=True)
             parts.append(apply_augment(masks, params, size))
         if self.num_synthetic:
-            synth = generate_synthetic_masks(self.num_synthetic, size, generator=gen, device=self.device,
+            side = self.config.synthetic_size if self.config.box_frames else size
+            synth = generate_synthetic_masks(self.num_synthetic, side, generator=gen, device=self.device,
                                              config=self.config.synthetic)
-            parts.append(synth.unsqueeze(1).float())
+            if self.config.box_frames:
+                parts.append(crop_box_frames(synth, tight_boxes(synth), size))
+            else:
+                parts.append(synth.unsqueeze(1).float())
         return torch.cat(parts)
 
     def state_dict(self, next_step: int) -> dict:

@@ -52,6 +52,12 @@ def himtok_reconstruction_miou(model: torch.nn.Module, pool: MaskPool, prefix_le
     scores: dict[int, list[float]] = {l: [] for l in lengths}
     autocast = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else contextlib.nullcontext())
+    if model.config.box_prefix:
+        try:
+            with autocast:
+                return _box_model_miou(model, pool, lengths)
+        finally:
+            model.train(was_training)
     try:
         for start in range(0, len(pool), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(pool)), device=pool.masks.device)
@@ -72,6 +78,21 @@ def himtok_reconstruction_miou(model: torch.nn.Module, pool: MaskPool, prefix_le
     return {l: float(np.mean(v)) for l, v in scores.items()}
 
 
+def _box_model_miou(model: torch.nn.Module, pool: MaskPool, lengths: list[int]) -> dict[int, float]:
+    """Box-first models, through the tokenizer itself (its box codes depend on each mask's own
+    size): the masks are grouped by size and encoded / decoded with :class:`HiMTok`."""
+    from masktok.tokenizers.himtok import HiMTok
+
+    weight = next(model.parameters())
+    tokenizer = HiMTok(model, device=weight.device, dtype=weight.dtype)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, (h, w) in enumerate(pool.sizes.tolist()):
+        by_size.setdefault((h, w), []).append(index)
+    samples = ((None, pool.masks[idx, :h, :w].bool()) for (h, w), idx in by_size.items())
+    scores, _ = tokenizer_reconstruction_miou(tokenizer, samples, lengths)
+    return scores
+
+
 @torch.no_grad()
 def tokenizer_reconstruction_miou(tokenizer, samples, prefix_lengths: Sequence[int]) -> tuple[dict[int, float], int]:
     """Mean IoU per prefix length through the public tokenizer interface.
@@ -86,7 +107,7 @@ def tokenizer_reconstruction_miou(tokenizer, samples, prefix_lengths: Sequence[i
     """
     scores: dict[int, list[float]] = {int(l): [] for l in prefix_lengths}
     for image, masks in samples:
-        masks = torch.as_tensor(np.asarray(masks)).bool()
+        masks = masks.cpu().bool() if isinstance(masks, torch.Tensor) else torch.as_tensor(np.asarray(masks)).bool()
         if masks.shape[0] == 0:
             continue
         codes = tokenizer.encode(image, masks)

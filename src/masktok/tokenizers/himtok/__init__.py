@@ -24,6 +24,7 @@ from masktok.tokenizers.himtok.config import (
     PixelDecoderConfig,
     get_config,
     masktok_b_config,
+    masktok_box_config,
     masktok_s_config,
     official_config,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "level_sigma",
     "level_targets",
     "masktok_b_config",
+    "masktok_box_config",
     "masktok_s_config",
     "official_config",
     "sample_prefix_lengths",

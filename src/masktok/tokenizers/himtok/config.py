@@ -9,6 +9,9 @@
 ``masktok-b``  27 M parameters, width 384, 6 + 8 layers (~3 % of the official decode FLOPs).
 ``masktok-s-fsq``  masktok-s with FSQ (4,4,4,4,4) = 1024 codes, for quantizer ablations.
 ``masktok-s-rvq``  masktok-s with a 2-level residual VQ (EMA codebooks): 64 codes per mask (32 slots × 2).
+``masktok-box``  box-first (the default tokenizer): 4 box codes, then 28 shape codes of the mask's
+               box stretched to a 64² frame (see :mod:`masktok.tokenizers.himtok.box_frame`);
+               2.9 M parameters, width 192, 3 + 3 layers, patch 8.
 
 All sizes are in the config, so tests build the official structure at tiny widths with
 ``dataclasses.replace``.
@@ -83,6 +86,9 @@ class HiMTokConfig:
         pixel_decoder: the convolutional upsampler; its z_channels is the decoder head's output.
         output_scale, output_offset: logits = output_scale · (mean over output channels − output_offset)
             (official: sigmoid((mean − 0.5) · 5)).
+        box_prefix: box-first codes: 4 box codes (the tight box, ``codebook_size`` levels per
+            coordinate) precede the latent codes, and the frame is the mask's box instead of the
+            whole mask (:mod:`masktok.tokenizers.himtok.box_frame`).
     """
 
     name: str = "official"
@@ -107,6 +113,7 @@ class HiMTokConfig:
     pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
     output_scale: float = 5.0
     output_offset: float = 0.5
+    box_prefix: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fsq_levels", tuple(int(level) for level in self.fsq_levels))
@@ -142,9 +149,19 @@ class HiMTokConfig:
         return self.rvq_depth if self.quantizer == "rvq" else 1
 
     @property
-    def max_codes(self) -> int:
-        """Longest code sequence per mask (K for VQ/FSQ, K · depth for RVQ)."""
+    def box_codes(self) -> int:
+        """Box codes before the latent codes (4 for box-first models, else 0)."""
+        return 4 if self.box_prefix else 0
+
+    @property
+    def latent_codes(self) -> int:
+        """Codes of the latent slots (K for VQ/FSQ, K · depth for RVQ)."""
         return self.num_latent_tokens * self.codes_per_position
+
+    @property
+    def max_codes(self) -> int:
+        """Longest code sequence per mask: box codes + latent codes."""
+        return self.box_codes + self.latent_codes
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -206,12 +223,25 @@ def masktok_s_rvq_config() -> HiMTokConfig:
     return replace(masktok_s_config(), name="masktok-s-rvq", quantizer="rvq", rvq_depth=2)
 
 
+def masktok_box_config() -> HiMTokConfig:
+    """Box-first compact model: 4 box codes + 28 shape codes of a 64² box frame (2.9 M parameters)."""
+    return replace(
+        masktok_s_config(), name="masktok-box", image_size=64, patch_size=8, num_latent_tokens=28,
+        encoder_width=192, encoder_depth=3, encoder_heads=3,
+        decoder_width=192, decoder_depth=3, decoder_heads=3, box_prefix=True,
+        pixel_decoder=PixelDecoderConfig(z_channels=64, hidden_channels=32, channel_mult=(1, 1),
+                                         num_res_blocks=1, out_channels=1, norm_groups=8,
+                                         legacy_shortcut=False, pixel_shuffle=4),
+    )
+
+
 CONFIGS = {
     "official": official_config,
     "masktok-s": masktok_s_config,
     "masktok-b": masktok_b_config,
     "masktok-s-fsq": masktok_s_fsq_config,
     "masktok-s-rvq": masktok_s_rvq_config,
+    "masktok-box": masktok_box_config,
 }
 
 

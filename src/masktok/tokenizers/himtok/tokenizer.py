@@ -6,7 +6,11 @@ model) and decoded masks are stretched back to the size the caller asks for. Inp
 any device; results come back on the CPU (codes int64, masks bool, maps float32).
 
 Decoding accepts any prefix of the code sequence (1 … max_codes codes): missing latent slots are
-zero-filled after the decoder's input linear. Soft decoding takes per-position code probabilities,
+zero-filled after the decoder's input linear.
+
+Box-first models (``config.box_prefix``, the default tokenizer) frame each mask by its tight box:
+codes = 4 box codes + the shape codes of the box stretched to the model frame; decoding pastes the
+decoded frame back into the box at the caller's size (:mod:`masktok.tokenizers.himtok.box_frame`). Soft decoding takes per-position code probabilities,
 e.g. ``softmax(2 · logits)`` of an LMM restricted to the mask-code ids.
 """
 
@@ -22,6 +26,14 @@ import torch.nn.functional as F
 
 from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.himtok import checkpoint
+from masktok.tokenizers.himtok.box_frame import (
+    box_to_codes,
+    codes_to_box,
+    crop_box_frames,
+    paste_box_frames,
+    soft_codes_to_box,
+    tight_boxes,
+)
 from masktok.tokenizers.himtok.config import HiMTokConfig, get_config, official_config
 from masktok.tokenizers.himtok.model import HiMTokModel
 from masktok.tokenizers.quantizers.vq import check_codes
@@ -68,6 +80,11 @@ def _as_binary_masks(masks: Any) -> torch.Tensor:
     if ((masks != 0) & (masks != 1)).any():  # NaN fails both comparisons too
         raise ValueError("masks must be binary: bool or values in {0, 1}; found other values")
     return masks != 0
+
+
+def _probability_logits(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities → logits, ±inf at exactly 0 / 1 (box-first decoding pastes probabilities)."""
+    return torch.logit(probs.double()).float()
 
 
 class HiMTok:
@@ -172,22 +189,43 @@ class HiMTok:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return x.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
 
+    def prepare_box_frames(self, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box-first models: masks (N, H, W) binary, none empty → (box codes (N, 4) int64,
+        model input (N, in_channels, S, S)): each mask's tight box stretched to S×S (bilinear)."""
+        binary = _as_binary_masks(masks).to(self.device)
+        empty = torch.nonzero(~binary.flatten(1).any(dim=1)).flatten().tolist()
+        if empty:
+            raise ValueError(f"masks {empty[:10]} are empty: a box-first tokenizer encodes a mask by its box, "
+                             f"which needs at least one foreground pixel")
+        boxes = tight_boxes(binary)
+        sizes = torch.tensor(binary.shape[1:], device=self.device).expand(binary.shape[0], 2)
+        codes = box_to_codes(boxes, sizes, self.config.codebook_size)
+        frames = crop_box_frames(binary, boxes, self.config.image_size)
+        return codes, frames.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
+
     @torch.inference_mode()
     def encode(self, image: Any, masks: Any, num_codes: int | None = None, batch_size: int = 256) -> torch.Tensor:
         """masks (N, H, W) binary → codes (N, num_codes or max_codes) int64 (CPU).
 
         ``image`` is ignored. ``num_codes`` keeps a prefix of the sequence (1 … max_codes).
+        Box-first models refuse empty masks.
         """
         del image
         num_codes = self.max_codes if num_codes is None else num_codes
         if not isinstance(num_codes, int) or not 1 <= num_codes <= self.max_codes:
             raise ValueError(f"num_codes must be an integer in [1, {self.max_codes}], got {num_codes!r}")
-        pixels = self.prepare_masks(masks)
-        chunks = [self.model.encode(pixels[i:i + batch_size]).codes[:, :num_codes].cpu()
+        if self.config.box_prefix:
+            box_codes, pixels = self.prepare_box_frames(masks)
+        else:
+            box_codes, pixels = None, self.prepare_masks(masks)
+        chunks = [self.model.encode(pixels[i:i + batch_size]).codes.cpu()
                   for i in range(0, pixels.shape[0], batch_size)]
         if not chunks:
             return torch.zeros(0, num_codes, dtype=torch.long)
-        return torch.cat(chunks)
+        codes = torch.cat(chunks)
+        if box_codes is not None:
+            codes = torch.cat([box_codes.cpu(), codes], dim=1)
+        return codes[:, :num_codes]
 
     # ---- decoding -----------------------------------------------------------------------------
     def _check_code_batch(self, codes: Any, lengths: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -210,23 +248,38 @@ class HiMTok:
 
     @torch.inference_mode()
     def decode_logits(self, codes: Any, lengths: Any = None, batch_size: int = 256) -> torch.Tensor:
-        """codes (N, L), 1 ≤ L ≤ max_codes, optional per-row kept lengths (N,) → logits (N, S, S) float32 (CPU)."""
+        """codes (N, L), 1 ≤ L ≤ max_codes, optional per-row kept lengths (N,) → logits (N, S, S) float32 (CPU).
+
+        Whole-image models: the model frame. Box-first models: the *box* frame of the shape codes
+        (a row with no shape code left gets +inf: its box is filled); :meth:`decode` pastes it.
+        """
         codes, lengths = self._check_code_batch(codes, lengths)
-        size = self.config.image_size
-        out = []
-        for i in range(0, codes.shape[0], batch_size):
-            chunk_lengths = None if lengths is None else lengths[i:i + batch_size].to(self.device)
-            logits = self.model.decode_codes(codes[i:i + batch_size].to(self.device), chunk_lengths)
-            out.append(logits[:, 0].float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, size, size)
+        size, skip = self.config.image_size, self.config.box_codes
+        count = codes.shape[0]
+        if lengths is None:
+            lengths = torch.full((count,), codes.shape[1], dtype=torch.long)
+        shape_lengths = lengths - skip
+        out = torch.full((count, size, size), float("inf"))
+        if codes.shape[1] <= skip:
+            return out
+        decodable = torch.nonzero(shape_lengths > 0).flatten()
+        for i in range(0, decodable.numel(), batch_size):
+            rows = decodable[i:i + batch_size]
+            logits = self.model.decode_codes(codes[rows, skip:].to(self.device), shape_lengths[rows].to(self.device))
+            out[rows] = logits[:, 0].float().cpu()
+        return out
 
     def decode_probabilities(self, codes: Any, lengths: Any = None, batch_size: int = 256) -> torch.Tensor:
-        """codes (N, L) → mask probabilities (N, S, S) float32 in the 256×256 model frame (CPU)."""
-        return torch.sigmoid(self.decode_logits(codes, lengths, batch_size))
+        """codes (N, L) → mask probabilities (N, S, S) float32 in the S×S model frame (CPU); for
+        box-first models the whole mask's S×S frame, the box frame pasted into it."""
+        if not self.config.box_prefix:
+            return torch.sigmoid(self.decode_logits(codes, lengths, batch_size))
+        size = self.config.image_size
+        return self._paste(self.decode_logits(codes, lengths, batch_size), codes, lengths, (size, size))
 
     def decode(self, image: Any, codes: Any, *, size: Sequence[int] | None = None, threshold: float | None = None,
                return_logits: bool = False, lengths: Any = None) -> torch.Tensor:
-        """codes (N, L) → masks (N, H, W) bool at ``size`` (default: the 256×256 frame), stretched.
+        """codes (N, L) → masks (N, H, W) bool at ``size`` (default: the S×S model frame), stretched.
 
         ``threshold`` applies to the probability (default 0.5). ``return_logits`` returns the
         float32 logits resized to ``size`` instead. ``lengths`` (N,) decodes row i from its first
@@ -235,7 +288,18 @@ class HiMTok:
         del image
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
-        return self._finish(self.decode_logits(codes, lengths), (height, width), threshold, return_logits)
+        logits = self.decode_logits(codes, lengths)
+        if self.config.box_prefix:
+            probs = self._paste(logits, codes, lengths, (height, width))
+            return _probability_logits(probs) if return_logits else probs > threshold
+        return self._finish(logits, (height, width), threshold, return_logits)
+
+    def _paste(self, frame_logits: torch.Tensor, codes: Any, lengths: Any, size: tuple[int, int]) -> torch.Tensor:
+        """Box-first: box-frame logits (N, S, S) + the rows' box codes → probabilities (N, H, W)."""
+        codes, lengths = self._check_code_batch(codes, lengths)
+        sizes = torch.tensor(size).expand(codes.shape[0], 2)
+        boxes = codes_to_box(codes[:, :self.config.box_codes], sizes, self.config.codebook_size, counts=lengths)
+        return paste_box_frames(torch.sigmoid(frame_logits), boxes, size)
 
     @staticmethod
     def code_probs_from_logits(logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
@@ -260,13 +324,21 @@ class HiMTok:
                              f"got {code_probs.shape[1]}")
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
+        skip, size_frame = self.config.box_codes, self.config.image_size
         out = []
-        for i in range(0, code_probs.shape[0], batch_size):
-            chunk = code_probs[i:i + batch_size].to(self.device)
-            out.append(self.model.decode_code_probs(chunk, renormalize=renormalize)[:, 0].float().cpu())
-        size_frame = self.config.image_size
+        if code_probs.shape[1] > skip:
+            for i in range(0, code_probs.shape[0], batch_size):
+                chunk = code_probs[i:i + batch_size, skip:].to(self.device)
+                out.append(self.model.decode_code_probs(chunk, renormalize=renormalize)[:, 0].float().cpu())
+        else:  # box codes only: filled boxes
+            out.append(torch.full((code_probs.shape[0], size_frame, size_frame), float("inf")))
         logits = torch.cat(out) if out else torch.zeros(0, size_frame, size_frame)
-        return self._finish(logits, (height, width), threshold, return_logits)
+        if not self.config.box_prefix:
+            return self._finish(logits, (height, width), threshold, return_logits)
+        sizes = torch.tensor([height, width]).expand(code_probs.shape[0], 2)
+        boxes = soft_codes_to_box(code_probs[:, :skip].float().cpu(), sizes)
+        probs = paste_box_frames(torch.sigmoid(logits), boxes, (height, width))
+        return _probability_logits(probs) if return_logits else probs > threshold
 
     def _finish(self, logits: torch.Tensor, size: tuple[int, int], threshold: float,
                 return_logits: bool) -> torch.Tensor:
