@@ -35,6 +35,9 @@ def tokenizer(
     warmup_fraction: float = typer.Option(0.05, help="Linear warm-up share of the steps."),
     min_lr_ratio: float = typer.Option(0.05, help="Final LR as a fraction of the peak (cosine)."),
     num_partial: int = typer.Option(3, help="HiMTok: random partial prefix lengths per mask."),
+    dead_code_threshold: float = typer.Option(
+        1.0, help="SAMTok: EMA count below which a code restarts (official 1.0, for ~1024 masks per step; "
+                  "scale it by masks per step / 1024 for smaller batches)."),
     seed: int = typer.Option(0, help="Seed of the model init and the data stream."),
     device: str = typer.Option("auto", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK)."),
     bf16: bool = typer.Option(True, help="bf16 autocast on CUDA."),
@@ -65,7 +68,8 @@ def tokenizer(
         val_data=tuple(val_data), val_packed=tuple(val_packed), val_max_masks=val_max_masks,
         synthetic_fraction=synthetic_fraction, crop_prob=crop_prob, max_side=max_side, batch_size=batch_size,
         masks_per_image=masks_per_image, steps=steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
-        warmup_fraction=warmup_fraction, min_lr_ratio=min_lr_ratio, num_partial=num_partial, seed=seed,
+        warmup_fraction=warmup_fraction, min_lr_ratio=min_lr_ratio, num_partial=num_partial,
+        dead_code_threshold=dead_code_threshold, seed=seed,
         device=device, bf16=bf16, run_dir=run_dir, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, checkpoint_part_mb=checkpoint_part_mb,
         checkpoint_optimizer_dtype=checkpoint_optimizer_dtype, log_every=log_every, val_every=val_every,

@@ -122,6 +122,8 @@ class SAMTokRecipe:
         else:
             self.model = SAMTokModel(samtok_config(config.model))
         self.model.float().to(ctx.device).train()
+        for book in self.model.quantizer.codebooks:
+            book.dead_code_threshold = config.dead_code_threshold
         self.trainable = freeze_for_training(self.model)
         self.objective = SAMTokObjective(self.model)
         self.images = group_by_image(load_sources(tuple(config.data)))

@@ -67,6 +67,9 @@ class TrainConfig:
         lr, weight_decay, betas, grad_clip: AdamW and clipping.
         warmup_fraction: linear warm-up share of ``steps``; then cosine down to ``min_lr_ratio · lr``.
         num_partial: HiMTok: random partial prefix lengths per mask and step.
+        dead_code_threshold: SAMTok: EMA count under which a code is restarted (official: 1.0,
+            tuned for a global batch of 1024 masks, ~4 per code and step; small batches need it
+            scaled down by about batch masks / 1024, or almost every code restarts every step).
         seed: model init and data stream.
         device: "auto", "cpu", "cuda" (torchrun: cuda:LOCAL_RANK).
         bf16: autocast to bf16 on CUDA (ignored on CPU).
@@ -104,6 +107,7 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.05
     num_partial: int = 3
+    dead_code_threshold: float = 1.0
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
@@ -132,6 +136,8 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 ≤ warmup_fraction < 1 and 0 ≤ min_lr_ratio ≤ 1")
         if self.grad_clip < 0 or self.checkpoint_every < 0 or self.log_every < 1 or self.val_every < 0:
             raise ValueError("grad_clip, checkpoint_every and val_every must be ≥ 0 and log_every ≥ 1")
+        if not self.dead_code_threshold >= 0:
+            raise ValueError(f"dead_code_threshold must be ≥ 0, got {self.dead_code_threshold}")
         if self.export_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"export_dtype must be float32, float16 or bfloat16, got {self.export_dtype!r}")
         if self.family == "himtok" and self.synthetic_fraction < 1 and not (self.data or self.packed):

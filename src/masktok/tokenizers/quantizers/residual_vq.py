@@ -132,8 +132,10 @@ class EMACodebook(nn.Module):
         if _distributed():
             dist.broadcast(replacements, src=0)
         alive = (self.cluster_size_ema >= self.dead_code_threshold).float()
-        self.embed_ema.mul_(alive[:, None]).add_(replacements * (1.0 - alive[:, None]))
-        self.cluster_size_ema.mul_(alive).add_(1.0 - alive)
+        # A restarted code holds one replacement vector at count = threshold (official: 1).
+        count = self.dead_code_threshold
+        self.embed_ema.mul_(alive[:, None]).add_(replacements * (count * (1.0 - alive[:, None])))
+        self.cluster_size_ema.mul_(alive).add_(count * (1.0 - alive))
 
     @torch.no_grad()
     def refresh_weight(self) -> None:
