@@ -122,6 +122,20 @@ def test_dead_codes_restart_from_batch_vectors():
         assert torch.isclose(row[None], vectors).all(dim=1).any(), "a dead code must take a batch vector"
 
 
+def test_restarted_codes_start_at_a_lower_threshold():
+    torch.manual_seed(2)
+    book = EMACodebook(4, 3, decay=0.99, dead_code_threshold=0.05)
+    with torch.no_grad():
+        book.cluster_size_ema.copy_(torch.tensor([0.2, 0.06, 0.01, 0.0]))
+    vectors = torch.randn(2, 3) + 5.0
+    book.ema_update(vectors, torch.zeros(2, dtype=torch.long))
+    # Code 1 (0.06 · 0.99 ≈ 0.059) stays; codes 2 and 3 restart at count 0.05 holding one batch vector.
+    assert book.cluster_size_ema[1] == pytest.approx(0.0594) and torch.allclose(book.cluster_size_ema[2:], torch.tensor(0.05))
+    book.refresh_weight()
+    for row in book.codewords[2:]:
+        assert (row[None] - vectors).norm(dim=1).min() < 0.05
+
+
 def test_training_forward_updates_and_keeps_padding_zero():
     rvq = _rvq().train()
     before = rvq.codebooks[0].weight.clone()
