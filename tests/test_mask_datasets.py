@@ -84,20 +84,19 @@ def test_malformed_sa1b_names_file_and_record(tmp_path):
     doc["annotations"][1]["segmentation"] = {"size": [5, 5], "counts": "abc"}
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(AnnotationError, match=r"bad\.json: annotation id=101 \(#1\): RLE size"):
+    with pytest.raises(AnnotationError, match=r"bad\.json: annotation #1 id=101: segmentation: RLE size"):
         sa1b_records(path)
     doc = _sa1b_doc(_masks())
     doc["annotations"][2]["segmentation"]["counts"] = "!!!!"
     path.write_text(json.dumps(doc))
-    rec = sa1b_records(path)[2]
-    with pytest.raises(AnnotationError, match=r"bad\.json: annotation id=102 \(#2\): undecodable"):
-        rec.mask()
+    with pytest.raises(AnnotationError, match=r"bad\.json: annotation #2 id=102: .*outside the RLE alphabet"):
+        sa1b_records(path)  # caught when the file is read, not when the mask is first used
     path.write_text("{not json")
     with pytest.raises(AnnotationError, match="bad.json"):
         sa1b_records(path)
     empty = _sa1b_doc(np.zeros((1, 8, 8), dtype=bool))
     path.write_text(json.dumps(empty))
-    with pytest.raises(AnnotationError, match="annotation id=100.*empty mask"):
+    with pytest.raises(AnnotationError, match="annotation #0 id=100.*empty mask"):
         pack_masks(sa1b_records(path), tmp_path / "p.npz")
 
 
@@ -116,7 +115,7 @@ def test_pack_and_pool_roundtrip(tmp_path):
         assert np.array_equal(pool.full_masks(k), masks[k])
     assert tuple(pool.sizes[3].tolist()) == (50, 150)  # downscaled: long side ≤ 150
     assert pool.boxes[0].tolist() == [3, 2, 11, 9]
-    assert pool.names[0].endswith("annotation id=100 (#0)")
+    assert pool.names[0].endswith("annotation #0 id=100")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a packed mask file"):
         MaskPool.load(tmp_path / "bad.npz")

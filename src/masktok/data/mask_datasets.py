@@ -145,30 +145,15 @@ def mask_png_records(path: str | Path, threshold: int = 127) -> list[MaskRecord]
 
 
 def _sa1b_document(data: Any, source: str, image_path: str | None) -> list[MaskRecord]:
-    """Records of one SA-1B per-image document ``{"image": {...}, "annotations": [...]}``."""
-    if not isinstance(data, dict) or not isinstance(data.get("image"), dict) \
-            or not isinstance(data.get("annotations"), list):
-        raise AnnotationError(source, "file", "expected an object with 'image' (object) and 'annotations' (list)")
-    image = data["image"]
-    try:
-        height, width = int(image["height"]), int(image["width"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnnotationError(source, "image", f"missing or invalid height/width ({exc})") from exc
-    if height <= 0 or width <= 0:
-        raise AnnotationError(source, "image", f"height and width must be positive, got {height}×{width}")
-    records = []
-    for index, ann in enumerate(data["annotations"]):
-        where = f"annotation id={ann.get('id', '?') if isinstance(ann, dict) else '?'} (#{index})"
-        seg = ann.get("segmentation") if isinstance(ann, dict) else None
-        if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
-            raise AnnotationError(source, where, "segmentation must be a COCO RLE object with 'size' and 'counts'")
-        if list(seg["size"]) != [height, width]:
-            raise AnnotationError(source, where, f"RLE size {seg['size']} differs from the image's [{height}, {width}]")
-        if not isinstance(seg["counts"], (str, list)):
-            raise AnnotationError(source, where, f"RLE counts must be a string or a list, got {type(seg['counts']).__name__}")
-        records.append(MaskRecord(source=source, record=where, height=height, width=width, rle=dict(seg),
-                                  image_path=image_path, image_key=f"{source}:{image.get('image_id', '')}"))
-    return records
+    """Records of one SA-1B per-image document ``{"image": {...}, "annotations": [...]}``, validated
+    by :func:`masktok.data.readers.parse_sa1b_record` (errors name the source and annotation)."""
+    from masktok.data.readers import parse_sa1b_record
+
+    parsed = parse_sa1b_record(data, source)
+    return [MaskRecord(source=source, record=f"annotation #{i} id={inst.id}", height=parsed.height,
+                       width=parsed.width, rle=dict(inst.mask_rle), image_path=image_path,
+                       image_key=f"{source}:{parsed.image_id}")
+            for i, inst in enumerate(parsed.instances)]
 
 
 def sa1b_records(path: str | Path) -> list[MaskRecord]:
