@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
 from masktok.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_import_masktok_stays_light():
@@ -59,4 +63,21 @@ def test_roundtrip_writes_words_masks_overlays_and_scores(tmp_path):
     assert summary["masks"] == len(lines) and set(summary["miou"]) == {"4", "32"}
     # The 32-code mIoU in the summary is the mean of the per-mask IoUs.
     assert abs(summary["miou"]["32"] - np.mean([line["iou"] for line in lines])) < 1e-3
+    assert summary["miou"]["32"] > 0.85 and summary["miou"]["32"] > summary["miou"]["4"]  # the shipped model
     assert "mIoU" in result.output
+
+
+def test_shipped_tokenizer_reproduces_the_readme_scores(tmp_path, shared_data):
+    """The documented evaluation command gives the numbers the README and model card state."""
+    out = tmp_path / "eval.json"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "eval_default_tokenizer.py"), "--data-root",
+                    str(shared_data), "--lengths", "4,8,16,32", "--out", str(out)], check=True, cwd=REPO)
+    summary = json.loads(out.read_text())
+    assert summary["masks"] == 839
+    miou = summary["miou"]
+    assert miou["32"] >= 0.90  # the quality target of the shipped model
+    readme = (REPO / "README.md").read_text()
+    stated = re.search(r"mIoU ([0-9.]+) / ([0-9.]+) / ([0-9.]+) / \*\*([0-9.]+)\*\* at\s+4 / 8 / 16 / 32 words", readme)
+    assert stated is not None
+    for got, text in zip((miou["4"], miou["8"], miou["16"], miou["32"]), stated.groups()):
+        assert abs(got - float(text)) < 1e-3, (got, text)
