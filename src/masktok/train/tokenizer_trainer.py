@@ -81,7 +81,8 @@ class TrainConfig:
         log_every, val_every: steps between log rows / validation passes (val_every 0: at the end).
         val_prefix_lengths: prefix lengths the validation reports.
         tensorboard, progress: TensorBoard event files; a progress bar.
-        time_limit_min: stop (with a checkpoint) once this much wall time has passed (0: none).
+        time_limit_min: stop (with a checkpoint) once this much wall time has passed (0: none); checked
+            every ``log_every`` steps, so the steps never wait for the accelerator.
         stop_at_step: stop (with a checkpoint) after this step (0: run to ``steps``).
         export_dtype: dtype of the exported ``final/`` tokenizer ("float32", "float16", "bfloat16").
     """

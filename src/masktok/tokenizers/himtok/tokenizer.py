@@ -6,12 +6,12 @@ model) and decoded masks are stretched back to the size the caller asks for. Inp
 any device; results come back on the CPU (codes int64, masks bool, maps float32).
 
 Decoding accepts any prefix of the code sequence (1 … max_codes codes): missing latent slots are
-zero-filled after the decoder's input linear.
+zero-filled after the decoder's input linear. Soft decoding takes per-position code probabilities,
+e.g. ``softmax(2 · logits)`` of an LMM restricted to the mask-code ids.
 
 Box-first models (``config.box_prefix``, the default tokenizer) frame each mask by its tight box:
 codes = 4 box codes + the shape codes of the box stretched to the model frame; decoding pastes the
-decoded frame back into the box at the caller's size (:mod:`masktok.tokenizers.himtok.box_frame`). Soft decoding takes per-position code probabilities,
-e.g. ``softmax(2 · logits)`` of an LMM restricted to the mask-code ids.
+decoded frame back into the box at the caller's size (:mod:`masktok.tokenizers.himtok.box_frame`).
 """
 
 from __future__ import annotations
