@@ -80,10 +80,14 @@ def codes_to_box(codes: torch.Tensor, sizes: torch.Tensor, bins: int,
             kept = torch.arange(k, device=codes.device).view(1, k) < counts.to(codes.device).view(n, 1)
             given = torch.where(kept, given, normalised[:, :k])
         normalised[:, :k] = given
-    step = 1.0 / (bins - 1)
-    far = torch.maximum(normalised[:, 2:], normalised[:, :2] + step)
-    normalised = torch.cat([normalised[:, :2], far], dim=1)
-    return normalised * _extent(sizes).to(codes.device)
+    return _to_pixels(normalised, sizes, bins)
+
+
+def _to_pixels(normalised: torch.Tensor, sizes: torch.Tensor, bins: int) -> torch.Tensor:
+    """(N, 4) normalised x0, y0, x1, y1 → pixels of ``sizes`` (N, 2), far edges at least one
+    code step beyond the near ones."""
+    far = torch.maximum(normalised[:, 2:], normalised[:, :2] + 1.0 / (bins - 1))
+    return torch.cat([normalised[:, :2], far], dim=1) * _extent(sizes).to(normalised.device)
 
 
 def soft_codes_to_box(probs: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
@@ -98,8 +102,7 @@ def soft_codes_to_box(probs: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     normalised = torch.tensor([0.0, 0.0, 1.0, 1.0], device=probs.device).repeat(n, 1)
     if k:
         normalised[:, :k] = weights[:, :BOX_CODES] @ levels
-    far = torch.maximum(normalised[:, 2:], normalised[:, :2] + 1.0 / (bins - 1))
-    return torch.cat([normalised[:, :2], far], dim=1) * _extent(sizes).to(probs.device)
+    return _to_pixels(normalised, sizes, bins)
 
 
 def crop_box_frames(masks: torch.Tensor, boxes: torch.Tensor, out_size: int) -> torch.Tensor:

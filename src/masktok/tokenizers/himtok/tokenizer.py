@@ -254,6 +254,10 @@ class HiMTok:
         (a row with no shape code left gets +inf: its box is filled); :meth:`decode` pastes it.
         """
         codes, lengths = self._check_code_batch(codes, lengths)
+        return self._frame_logits(codes, lengths, batch_size)
+
+    def _frame_logits(self, codes: torch.Tensor, lengths: torch.Tensor | None, batch_size: int = 256) -> torch.Tensor:
+        """:meth:`decode_logits` for codes and lengths already checked."""
         size, skip = self.config.image_size, self.config.box_codes
         count = codes.shape[0]
         if lengths is None:
@@ -275,7 +279,8 @@ class HiMTok:
         if not self.config.box_prefix:
             return torch.sigmoid(self.decode_logits(codes, lengths, batch_size))
         size = self.config.image_size
-        return self._paste(self.decode_logits(codes, lengths, batch_size), codes, lengths, (size, size))
+        codes, lengths = self._check_code_batch(codes, lengths)
+        return self._paste(self._frame_logits(codes, lengths, batch_size), codes, lengths, (size, size))
 
     def decode(self, image: Any, codes: Any, *, size: Sequence[int] | None = None, threshold: float | None = None,
                return_logits: bool = False, lengths: Any = None) -> torch.Tensor:
@@ -288,15 +293,16 @@ class HiMTok:
         del image
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
-        logits = self.decode_logits(codes, lengths)
+        codes, lengths = self._check_code_batch(codes, lengths)
+        logits = self._frame_logits(codes, lengths)
         if self.config.box_prefix:
             probs = self._paste(logits, codes, lengths, (height, width))
             return _probability_logits(probs) if return_logits else probs > threshold
         return self._finish(logits, (height, width), threshold, return_logits)
 
-    def _paste(self, frame_logits: torch.Tensor, codes: Any, lengths: Any, size: tuple[int, int]) -> torch.Tensor:
-        """Box-first: box-frame logits (N, S, S) + the rows' box codes → probabilities (N, H, W)."""
-        codes, lengths = self._check_code_batch(codes, lengths)
+    def _paste(self, frame_logits: torch.Tensor, codes: torch.Tensor, lengths: torch.Tensor | None,
+               size: tuple[int, int]) -> torch.Tensor:
+        """Box-first: box-frame logits (N, S, S) + the rows' checked box codes → probabilities (N, H, W)."""
         sizes = torch.tensor(size).expand(codes.shape[0], 2)
         boxes = codes_to_box(codes[:, :self.config.box_codes], sizes, self.config.codebook_size, counts=lengths)
         return paste_box_frames(torch.sigmoid(frame_logits), boxes, size)
