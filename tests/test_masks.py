@@ -162,6 +162,16 @@ def test_rle_validation(bad, message):
         M.rle_to_mask(bad)
 
 
+def test_a_validated_rle_is_not_trusted_under_another_size():
+    valid = {"size": [4, 5], "counts": "5220003"}
+    assert M.check_rle(valid)["counts"] == b"5220003"
+    assert M.check_rle(valid)["counts"] == b"5220003"  # seen before: not parsed again
+    with pytest.raises(ValueError, match="add up to"):
+        M.check_rle({"size": [8, 5], "counts": "5220003"})
+    with pytest.raises(ValueError, match="disagrees"):
+        M.check_rle(valid, size=(5, 4))
+
+
 def test_rle_accepts_bytes_counts_and_rles_to_masks_needs_size_when_empty():
     m = _blob()
     rle = M.mask_to_rle(m)

@@ -14,6 +14,7 @@ runs disagree with its size.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
@@ -109,8 +110,10 @@ def check_rle(rle: Any, size: Sequence[int] | None = None, name: str = "rle") ->
         except UnicodeEncodeError:
             raise ValueError(f"{name}: counts string is not ASCII") from None
     if isinstance(counts, (bytes, bytearray)):
-        runs = _parse_compressed_counts(bytes(counts), name)
         compressed = bytes(counts)
+        if (compressed, h, w) in _RECENTLY_VALID:  # readers check an RLE, then take its area and box
+            return {"size": [h, w], "counts": compressed}
+        runs = _parse_compressed_counts(compressed, name)
     elif isinstance(counts, (list, tuple, np.ndarray)):
         runs = np.asarray(counts)
         if runs.ndim != 1 or (runs.size and runs.dtype.kind not in "iu"):
@@ -128,7 +131,16 @@ def check_rle(rle: Any, size: Sequence[int] | None = None, name: str = "rle") ->
     if compressed is None:
         uncompressed = {"size": [h, w], "counts": runs.tolist()}
         compressed = coco_mask.frPyObjects(uncompressed, h, w)["counts"]
+    else:
+        _RECENTLY_VALID[(compressed, h, w)] = None
+        if len(_RECENTLY_VALID) > _RECENTLY_VALID_SIZE:
+            _RECENTLY_VALID.popitem(last=False)
     return {"size": [h, w], "counts": compressed}
+
+
+# compressed RLEs that passed check_rle lately (validation is a pure function of counts and size)
+_RECENTLY_VALID: OrderedDict[tuple[bytes, int, int], None] = OrderedDict()
+_RECENTLY_VALID_SIZE = 64
 
 
 def rle_counts(rle: Any, name: str = "rle") -> list[int]:
