@@ -114,6 +114,54 @@ def test_image_is_encoded_once_for_all_masks_and_calls(tok):
         tok._encoder = encoder
 
 
+def test_encode_stream_reads_lazily_and_keeps_the_order(tok):
+    images = [_image(i, size=(H + 2 * i, W)) for i in range(7)]
+    masks = [_masks(i % 3 + 1, seed=i, size=im.shape[:2]) for i, im in enumerate(images)]
+    masks[3] = masks[3][:0]
+    read = []
+
+    def pairs():
+        for i, pair in enumerate(zip(images, masks)):
+            read.append(i)
+            yield pair
+
+    stream = tok.encode_stream(pairs(), batch_size=2)
+    first = next(stream)
+    assert len(read) <= 6  # two chunks read, the third being prepared: not the whole input
+    streamed = [first, *stream]
+    assert len(read) == 7
+    assert all(torch.equal(a, b) for a, b in zip(streamed, tok.encode_batch(images, masks, batch_size=3)))
+    assert streamed[3].shape == (0, 2)
+
+
+def test_an_empty_mask_in_a_stream_is_named(tok):
+    images = [_image(i) for i in range(5)]
+    masks = [_masks(2, seed=i) for i in range(5)]
+    masks[3][1] = False
+    with pytest.raises(ValueError, match=r"masks\[3\]\[1\] is empty"):
+        list(tok.encode_stream(zip(images, masks), batch_size=2))
+
+
+def test_compiled_mask_side_sees_padded_counts(tok):
+    """With ``compile=True`` the mask side gets counts padded to a multiple of 16 and the padding
+    is dropped (checked with the eager function in the compiled one's place)."""
+    image, masks, sixteen = _image(5), _masks(5, seed=5), _masks(16, seed=6)
+    eager, eager_sixteen = tok.encode(image, masks), tok.encode(image, sixteen)
+    counts = []
+
+    def recorder(rows, boxes, prompts):
+        counts.append(boxes.shape[0])
+        return tok._mask_codes(rows, boxes, prompts)
+
+    tok._compiled_mask_codes = recorder
+    try:
+        assert torch.equal(tok.encode(image, masks), eager)
+        assert torch.equal(tok.encode(image, sixteen), eager_sixteen)
+    finally:
+        tok._compiled_mask_codes = None
+    assert counts == [16, 16]
+
+
 def test_batched_calls_equal_single_calls(tok):
     images = [_image(i, size=(H + 4 * i, W - 2 * i)) for i in range(5)]
     masks = [_masks(i % 3 + 1, seed=i, size=im.shape[:2]) for i, im in enumerate(images)]

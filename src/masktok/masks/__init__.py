@@ -14,11 +14,13 @@ numpy bool. Conversions:
   :func:`read_panoptic_png` / :func:`write_panoptic_png` (COCO panoptic RGB ids)
 * boxes: :func:`mask_to_box`, :func:`masks_to_boxes`, :func:`rle_to_box` (inclusive xyxy)
 * resizing: :func:`resize_mask` (stretch or keep aspect ratio)
+* packed stacks: :class:`BitMasks` (8 pixels per byte, unpacked on any device)
 
 Annotation files (COCO, panoptic, YOLO-seg, labelme) are read by :mod:`masktok.annotations`.
 """
 
 from masktok.masks.arrays import as_mask, as_mask_stack, check_size
+from masktok.masks.bits import BitMasks
 from masktok.masks.boxes import coco_bbox_to_xyxy, mask_to_box, masks_to_boxes, rle_to_box
 from masktok.masks.png import (
     index_map_to_masks,
@@ -55,6 +57,7 @@ from masktok.masks.rle import (
 )
 
 __all__ = [
+    "BitMasks",
     "as_mask",
     "as_mask_stack",
     "check_size",

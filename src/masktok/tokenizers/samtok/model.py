@@ -162,9 +162,15 @@ class SAMTokModel(nn.Module):
         Returns:
             (N, C) float32.
         """
+        return self.mask_embeddings_of_rows(features.embedding[image_index], boxes, mask_inputs)
+
+    def mask_embeddings_of_rows(self, image_rows: torch.Tensor, boxes: torch.Tensor,
+                                mask_inputs: torch.Tensor) -> torch.Tensor:
+        """:meth:`mask_embeddings` given each mask's image embedding row: image_rows (N, C, e, e)
+        (compute dtype), boxes (N, 4), mask_inputs (N, 1, m, m) → (N, C) float32."""
         sparse, dense = self.mask_prompt_embeddings(boxes, mask_inputs)
         dtype = self.compute_dtype
-        image = features.embedding[image_index] + dense.to(dtype)
+        image = image_rows + dense.to(dtype)
         positional = self.dense_positional_encoding().to(dtype)
         return self.mask_encoder(image, positional, sparse.to(dtype)).float()
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from masktok.masks.bits import BitMasks
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MASK_RESIZE_CHUNK = 16  # masks resized at once (bounds the float32 copy of large masks)
@@ -116,8 +118,16 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
                   require_foreground: bool = True) -> torch.Tensor:
     """Binary masks (N, H, W) — bool, or integer/float holding only 0 and 1; numpy, torch, or a
-    list of (H, W) arrays — → bool tensor (on the host for host inputs, else where they are).
+    list of (H, W) arrays — → bool tensor (on the host for host inputs, else where they are); or
+    :class:`~masktok.masks.BitMasks`, returned as they are (packed, for the device to unpack).
     (H, W) must equal ``size``; with ``require_foreground`` every mask needs a foreground pixel."""
+    if isinstance(masks, BitMasks):
+        if tuple(masks.shape[1:]) != tuple(size):
+            raise ValueError(f"{name} have size {tuple(masks.shape[1:])} but the image is {tuple(size)} (H, W); "
+                             "masks must be given at the image's size")
+        if require_foreground and len(masks):
+            _raise_if_empty(~masks.any(), name)
+        return masks
     if isinstance(masks, (list, tuple)):
         if len(masks) == 0:
             return torch.zeros(0, *size, dtype=torch.bool)
@@ -142,8 +152,11 @@ def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
             raise ValueError(f"{name} must be binary (only 0 and 1), found other values")
         masks = masks != 0
     if require_foreground and masks.shape[0] > 0:
-        empty = ~masks.reshape(masks.shape[0], -1).any(dim=1)
-        if empty.any():
-            raise ValueError(f"{name}[{int(empty.nonzero()[0])}] is empty (no foreground pixel): "
-                             "an empty mask has no box and cannot be tokenized")
+        _raise_if_empty(~masks.reshape(masks.shape[0], -1).any(dim=1), name)
     return masks
+
+
+def _raise_if_empty(empty: torch.Tensor, name: str) -> None:
+    if empty.any():
+        raise ValueError(f"{name}[{int(empty.nonzero()[0])}] is empty (no foreground pixel): "
+                         "an empty mask has no box and cannot be tokenized")

@@ -10,8 +10,9 @@ Typical use::
 
 Every image is encoded once and all its masks go through the mask encoder / decoder as one batch.
 ``embed_image`` returns a reusable :class:`ImageEmbedding`; an :class:`ImageEmbeddingCache` passed
-as ``cache=`` reuses embeddings across calls; ``encode_batch`` / ``decode_batch`` stream many
-images (per-image mask lists) with CPU preprocessing on worker threads overlapping the device.
+as ``cache=`` reuses embeddings across calls; ``encode_batch`` / ``decode_batch`` take many
+images (per-image mask lists), ``encode_stream`` an iterable of (image, masks) pairs read lazily
+(a data loader); host preprocessing runs on worker threads while the device works.
 Results are returned on the CPU. Exactly the official behaviour: see ``DESIGN.md`` §3.
 """
 
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from masktok.masks.bits import BitMasks
 from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.samtok.checkpoint import save_official_checkpoint
 from masktok.tokenizers.samtok.config import SAMTokConfig
@@ -46,6 +49,8 @@ from masktok.tokenizers.samtok.preprocess import (
 )
 from masktok.tokenizers.samtok.transfer import HostTransfers, Pending
 
+MASK_COUNT_MULTIPLE = 16  # the compiled mask side sees mask counts padded to a multiple of this
+
 
 @dataclass
 class _Prepared:
@@ -65,7 +70,10 @@ class SAMTok:
         model: the network (moved to ``device`` and cast here).
         device: where it runs.
         dtype: compute dtype of the encoders/decoder; default bf16 on CUDA, float32 elsewhere.
-        compile: ``torch.compile`` the image encoder (static shapes).
+        compile: ``torch.compile`` the image encoder (static shapes) and the encode side's mask
+            path (boxes and soft masks → codes; the mask count is dynamic). Faster, not
+            bit-exact: fused bf16 kernels round differently, so a few codes can differ from the
+            eager path's (see BENCHMARKS.md).
         mask_batch_size: most masks per mask-encoder / decoder pass.
         num_workers: threads for image loading and resizing in the batched calls.
     """
@@ -81,8 +89,10 @@ class SAMTok:
         self.mask_batch_size = mask_batch_size
         self.num_workers = num_workers or min(8, os.cpu_count() or 1)
         self._encoder: Callable[[torch.Tensor], ImageFeatures] = model.image_features
+        self._compiled_mask_codes: Callable[..., torch.Tensor] | None = None
         if compile:
             self._encoder = torch.compile(model.image_features, dynamic=False)
+            self._compiled_mask_codes = torch.compile(self._mask_codes, dynamic=True)
         self._graphs: GraphedImageEncoder | None = None
         self._vocabulary = None
         self._transfers = HostTransfers(self.device)
@@ -154,7 +164,7 @@ class SAMTok:
     def embed_images(self, images: Sequence[Any], *, batch_size: int = 8,
                      cache: ImageEmbeddingCache | None = None) -> list[ImageEmbedding]:
         out: list[ImageEmbedding] = []
-        for chunk, features in self._feature_chunks(images, batch_size, cache):
+        for chunk, _, features, _ in self._feature_chunks([(image, None) for image in images], batch_size, cache):
             out.extend(self._embedding(features, i, p.size) for i, p in enumerate(chunk))
         return out
 
@@ -168,49 +178,82 @@ class SAMTok:
         """Per-image mask lists → per-image codes (N_i, depth); each image is encoded once."""
         if len(images) != len(masks):
             raise ValueError(f"got {len(images)} images but {len(masks)} mask lists")
-        depth = self.config.codebook_depth
-        results: list[torch.Tensor] = []
-        pending: tuple[Pending, list[int]] | None = None
-        start = 0
-        for chunk, features in self._feature_chunks(images, batch_size, cache, skip=self._no_masks(masks)):
-            chunk_masks = masks[start: start + len(chunk)]
-            start += len(chunk)
-            codes, counts = self._launch_encode(chunk, features, chunk_masks, start - len(chunk))
-            if pending is not None:  # one chunk behind: the device already has the next one queued
-                results.extend(pending[0].result()[0].split(pending[1]))
-            pending = (self._transfers.download([codes]), counts)
-        if pending is not None:
-            results.extend(pending[0].result()[0].split(pending[1]))
-        return [r if r.shape[0] else torch.zeros(0, depth, dtype=torch.long) for r in results]
+        return list(self.encode_stream(list(zip(images, masks)), batch_size=batch_size, cache=cache))
 
-    @staticmethod
-    def _no_masks(masks: Sequence[Any]) -> list[bool]:
-        return [len(m) == 0 for m in masks]
+    def encode_stream(self, pairs: Iterable[tuple[Any, Any]], *, batch_size: int = 8,
+                      cache: ImageEmbeddingCache | None = None) -> Iterator[torch.Tensor]:
+        """(image, masks (N_i, H_i, W_i) or :class:`~masktok.masks.BitMasks`) pairs, e.g. from a
+        data loader → codes (N_i, depth) per pair, in order. ``pairs`` is read lazily, ``batch_size`` images at a time: the next batch
+        is read and prepared while the device works on the current one, and the codes of a batch
+        come out once the device has moved on to the next. An empty mask raises ``ValueError``
+        (found on the device; reported when its batch's codes come back)."""
+        pending: tuple[Pending, list[int], int] | None = None
+        for chunk, chunk_masks, features, offset in self._feature_chunks(pairs, batch_size, cache,
+                                                                         skip=lambda m: len(m) == 0):
+            codes, present, counts = self._launch_encode(chunk, features, chunk_masks, offset)
+            if pending is not None:  # one chunk behind: the device already has the next one queued
+                yield from self._finish_encode(*pending)
+            pending = (self._transfers.download([codes, present]), counts, offset)
+        if pending is not None:
+            yield from self._finish_encode(*pending)
+
+    def _finish_encode(self, done: Pending, counts: list[int], offset: int) -> Iterator[torch.Tensor]:
+        codes, present = done.result()
+        if not bool(present.all()):
+            first = int((~present).nonzero()[0])
+            bounds = np.cumsum(counts)
+            row = int(np.searchsorted(bounds, first, side="right"))
+            mask = first - (int(bounds[row - 1]) if row else 0)
+            raise ValueError(f"masks[{offset + row}][{mask}] is empty (no foreground pixel): "
+                             "an empty mask has no box and cannot be tokenized")
+        depth = self.config.codebook_depth
+        for part in codes.split(counts):
+            yield part if part.shape[0] else torch.zeros(0, depth, dtype=torch.long)
 
     @torch.inference_mode()
     def _launch_encode(self, chunk: list[_Prepared], features: ImageFeatures | None, chunk_masks: Sequence[Any],
-                       offset: int) -> tuple[torch.Tensor, list[int]]:
+                       offset: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Queue the codes of a chunk's masks → codes (N, depth), present (N,) bool (each mask has
+        a foreground pixel; checked on the device, so the host never scans the masks) and the
+        per-image mask counts."""
         cfg = self.config
-        boxes, prompts, index, counts = [], [], [], []
+        boxes, prompts, index, present, counts = [], [], [], [], []
         for row, (item, masks) in enumerate(zip(chunk, chunk_masks)):
-            name = f"masks[{offset + row}]"
-            batch = as_mask_batch(masks, item.size, name)
+            batch = as_mask_batch(masks, item.size, f"masks[{offset + row}]", require_foreground=False)
             counts.append(batch.shape[0])
             if batch.shape[0] == 0:
                 continue
-            batch = self._transfers.upload(batch)
+            batch = (BitMasks(self._transfers.upload(batch.bits), batch.width).unpack()
+                     if isinstance(batch, BitMasks) else self._transfers.upload(batch))
+            present.append(batch.flatten(1).any(dim=1))
             boxes.append(box_prompts(mask_boxes(batch), *item.size, cfg.image_size))
             prompts.append(soft_mask_prompts(batch, cfg.mask_size))
             index.append(torch.full((batch.shape[0],), row, dtype=torch.long, device=self.device))
         if not boxes:
-            return torch.zeros(0, cfg.codebook_depth, dtype=torch.long, device=self.device), counts
+            return (torch.zeros(0, cfg.codebook_depth, dtype=torch.long, device=self.device),
+                    torch.ones(0, dtype=torch.bool, device=self.device), counts)
         boxes_t, prompts_t, index_t = torch.cat(boxes), torch.cat(prompts), torch.cat(index)
-        codes = []
-        for s in range(0, boxes_t.shape[0], self.mask_batch_size):
-            part = slice(s, s + self.mask_batch_size)
-            embeddings = self.model.mask_embeddings(features, index_t[part], boxes_t[part], prompts_t[part])
-            codes.append(self.model.quantizer.quantize(embeddings, update_codebooks=False)[0])
-        return torch.cat(codes), counts
+        codes = [self._mask_side(features.embedding[index_t[s: s + self.mask_batch_size]],
+                                 boxes_t[s: s + self.mask_batch_size], prompts_t[s: s + self.mask_batch_size])
+                 for s in range(0, boxes_t.shape[0], self.mask_batch_size)]
+        return torch.cat(codes), torch.cat(present), counts
+
+    def _mask_codes(self, image_rows: torch.Tensor, boxes: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """Each mask's image embedding row (N, C, e, e), box (N, 4), soft prompt (N, 1, m, m) → codes (N, depth)."""
+        embeddings = self.model.mask_embeddings_of_rows(image_rows, boxes, prompts)
+        return self.model.quantizer.quantize(embeddings, update_codebooks=False)[0]
+
+    def _mask_side(self, image_rows: torch.Tensor, boxes: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """:meth:`_mask_codes`, compiled with ``compile=True``: the mask count is a dynamic dimension,
+        padded to a multiple of ``MASK_COUNT_MULTIPLE`` (no recompiling for counts 0 and 1)."""
+        if self._compiled_mask_codes is None:
+            return self._mask_codes(image_rows, boxes, prompts)
+        count = boxes.shape[0]
+        pad = -count % MASK_COUNT_MULTIPLE
+        if pad:  # copies of the first mask, dropped from the result
+            first = torch.zeros(pad, dtype=torch.long, device=boxes.device)
+            image_rows, boxes, prompts = (torch.cat([t, t[first]]) for t in (image_rows, boxes, prompts))
+        return self._compiled_mask_codes(image_rows, boxes, prompts)[:count]
 
     # Decode ------------------------------------------------------------------------------------
     def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None, threshold: float | None = None,
@@ -235,13 +278,11 @@ class SAMTok:
         threshold = self.config.mask_threshold if threshold is None else float(threshold)
         results: list[torch.Tensor] = []
         pending: Pending | None = None
-        start = 0
-        for chunk, features in self._feature_chunks(images, batch_size, cache, skip=[len(c) == 0 for c in checked]):
-            rows = range(start, start + len(chunk))
-            start += len(chunk)
-            out_sizes = [tuple(sizes[i]) if sizes is not None and sizes[i] is not None else chunk[r].size
-                         for r, i in enumerate(rows)]
-            launched = self._launch_decode(features, [checked[i] for i in rows], out_sizes, threshold, return_logits)
+        for chunk, chunk_codes, features, offset in self._feature_chunks(list(zip(images, checked)), batch_size, cache,
+                                                                         skip=lambda c: len(c) == 0):
+            out_sizes = [tuple(sizes[offset + r]) if sizes is not None and sizes[offset + r] is not None
+                         else item.size for r, item in enumerate(chunk)]
+            launched = self._launch_decode(features, chunk_codes, out_sizes, threshold, return_logits)
             if pending is not None:  # one chunk behind: the device already has the next one queued
                 results.extend(pending.result())
             pending = self._transfers.download(launched)
@@ -377,26 +418,36 @@ class SAMTok:
                   for r in rows]
         return filled[0] if len(filled) == 1 else ImageFeatures.cat(filled)
 
-    def _feature_chunks(self, images: Sequence[Any], batch_size: int, cache: ImageEmbeddingCache | None,
-                        skip: list[bool] | None = None) -> Iterator[tuple[list[_Prepared], ImageFeatures | None]]:
-        """Chunks of ``batch_size`` images with their features; the next chunk is prepared on worker
-        threads while the device works on the current one."""
+    def _feature_chunks(self, items: Iterable[tuple[Any, Any]], batch_size: int, cache: ImageEmbeddingCache | None,
+                        skip: Callable[[Any], bool] = lambda payload: False
+                        ) -> Iterator[tuple[list[_Prepared], list[Any], ImageFeatures | None, int]]:
+        """(image, payload) items → chunks of ``batch_size``: (prepared images, their payloads, their
+        features, index of the chunk's first item). Images whose payload is ``skip``-ped get no
+        encoder pass. A chunk's encoder pass is queued before the next chunk is read from ``items``
+        and prepared on worker threads, so the device works while the host reads and prepares."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-        skip = skip or [False] * len(images)
-        bounds = [(s, min(s + batch_size, len(images))) for s in range(0, len(images), batch_size)]
-        if len(images) <= 1:
-            for a, b in bounds:
-                chunk = [self._prepare(images[i], cache, not skip[i]) for i in range(a, b)]
-                yield chunk, self._features(chunk, cache, skip[a:b])
-            return
-        with ThreadPoolExecutor(max_workers=self.num_workers) as pool:
-            def submit(a: int, b: int) -> list[Future]:
-                return [pool.submit(self._prepare, images[i], cache, not skip[i]) for i in range(a, b)]
+        source = iter(items)
+        single = isinstance(items, Sequence) and len(items) <= 1  # latency mode: no thread pool
+        pool = None if single else ThreadPoolExecutor(max_workers=self.num_workers)
 
-            queued = [submit(*bounds[0])] if bounds else []
-            for k, (a, b) in enumerate(bounds):
-                if k + 1 < len(bounds):
-                    queued.append(submit(*bounds[k + 1]))
-                chunk = [f.result() for f in queued.pop(0)]
-                yield chunk, self._features(chunk, cache, skip[a:b])
+        def read() -> tuple[list[Any], list[Future | _Prepared]]:
+            group = list(islice(source, batch_size))
+            if pool is None:
+                return group, [self._prepare(image, cache, not skip(payload)) for image, payload in group]
+            return group, [pool.submit(self._prepare, image, cache, not skip(payload)) for image, payload in group]
+
+        try:
+            group, queued = read()
+            offset = 0
+            while group:
+                chunk = [q.result() if isinstance(q, Future) else q for q in queued]
+                payloads = [payload for _, payload in group]
+                features = self._features(chunk, cache, [skip(p) for p in payloads])
+                following = read()
+                yield chunk, payloads, features, offset
+                offset += len(group)
+                group, queued = following
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
