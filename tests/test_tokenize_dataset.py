@@ -137,6 +137,52 @@ def test_coco_missing_images_fail_or_are_counted_with_samtok(shared_data, tmp_pa
     assert report.skipped_missing_images == 0 and len(set(read_output(tmp_path / "himtok")["image_id"])) == 2
 
 
+def test_samtok_streams_the_loaded_images_in_order(shared_data, tmp_path):
+    """SAMTok reads the loader as a stream (batches of 2 images, 2 workers, a skipped missing
+    image in the middle): every row's codes are those of encoding its image alone."""
+    from masktok.tokenizers.samtok import SAMTok, tiny_test_config
+
+    samtok = SAMTok.from_config(tiny_test_config(), seed=0)
+    source = _filtered_coco(shared_data, tmp_path, keep_present=4, keep_missing=1)
+    data = json.loads(source.annotations.read_text())
+    data["images"].insert(1, data["images"].pop())  # the missing image second
+    source.annotations.write_text(json.dumps(data))
+    report = tokenize_dataset(source, samtok, _config(tmp_path / "out", missing_images="skip", num_workers=2,
+                                                      images_per_batch=2, images_per_shard=3))
+    assert report.complete and report.skipped_missing_images == 1
+    rows = read_output(tmp_path / "out")
+    expected_ids, expected_codes = [], []
+    for image in source_images(source):
+        if not (source.images / image.annotations.file_name).is_file():
+            continue
+        expected_ids += [str(image.annotations.image_id)] * len(image.annotations.instances)
+        expected_codes += samtok.encode(image.pixels(), image.annotations.masks()).tolist()
+    assert rows["image_id"] == expected_ids and rows["codes"] == expected_codes
+
+
+def test_a_loaded_group_travels_as_one_buffer_and_comes_back_equal():
+    from masktok.data.tokenize_loader import LoadedGroup, LoadedImageItem
+    from masktok.masks import BitMasks
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((n, 5, 11)) < 0.5 for n in (3, 0, 2)]
+    pixels = [torch.from_numpy(rng.integers(0, 256, (5, 11, 3), dtype=np.uint8)), None,
+              torch.from_numpy(rng.integers(0, 256, (5, 11, 3), dtype=np.uint8))]
+    for packed in (True, False):
+        items = [LoadedImageItem(0, {"image_id": str(i)}, [], BitMasks.pack(m) if packed else torch.from_numpy(m),
+                                 p, 0, p is None) for i, (m, p) in enumerate(zip(masks, pixels))]
+        group = LoadedGroup.of(items)
+        assert group.flat.dtype == torch.uint8 and all(i.masks is None for i in group.items)
+        for item, back in zip(items, group.unpack()):
+            assert back.meta == item.meta and back.missing_image == item.missing_image
+            got = back.masks.unpack() if packed else back.masks
+            want = item.masks.unpack() if packed else item.masks
+            assert got.dtype == torch.bool and torch.equal(got, want)
+            assert (back.pixels is None) == (item.pixels is None)
+            if item.pixels is not None:
+                assert torch.equal(back.pixels, item.pixels)
+
+
 def test_panoptic_segments_keep_their_ids(shared_data, tmp_path, himtok):
     root = shared_data / "coco_panoptic_sample"
     source = DatasetSource("panoptic", annotations=root / "panoptic_examples.json",

@@ -66,7 +66,7 @@ def tokenize_dataset_command(
     orphan_labels: str = typer.Option("error", help="yolo label files without image: error | ignore."),
     images_per_shard: int = typer.Option(1000, help="Images per Parquet file."),
     images_per_batch: int = typer.Option(8, help="Images per image-encoder pass."),
-    images_per_call: int = typer.Option(32, help="Images per tokenizer call."),
+    images_per_call: int = typer.Option(32, help="Images per tokenizer call (tokenizers that do not stream: HiMTok); sets the loader's read-ahead."),
     workers: int = typer.Option(4, help="DataLoader workers (image + mask decoding)."),
     num_codes: Optional[int] = typer.Option(None, help="HiMTok: keep this many leading codes."),
     crowd: bool = typer.Option(True, help="Tokenize COCO crowd regions too."),
@@ -74,7 +74,7 @@ def tokenize_dataset_command(
     skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted) instead of failing."),
     device: Optional[str] = typer.Option(None, help="Default: cuda:LOCAL_RANK when available, else cpu."),
     cuda_graphs: bool = typer.Option(True, help="SAMTok on CUDA: replay the image encoder as a CUDA graph."),
-    compile: bool = typer.Option(False, help="SAMTok: torch.compile the image encoder."),
+    compile: bool = typer.Option(False, help="SAMTok: torch.compile the image encoder and the mask side (fastest; ~1 % of codes differ from the eager path)."),
     progress: bool = typer.Option(True, help="Progress bars."),
 ) -> None:
     """Encode every mask of a dataset into codes and words: one Parquet per shard, resumable.

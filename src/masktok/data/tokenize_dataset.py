@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -35,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from masktok.data.shards import (  # CodebookUsage, codebook_usage, usage_table: re-exported
@@ -43,8 +43,6 @@ from masktok.data.shards import (  # CodebookUsage, codebook_usage, usage_table:
     CodebookUsage,
     DatasetSource,
     InputShard,
-    MissingImageError,
-    ShardImage,
     ShardPlan,
     assign_shards,
     codebook_usage,
@@ -56,7 +54,8 @@ from masktok.data.shards import (  # CodebookUsage, codebook_usage, usage_table:
     vocabulary_fields,
     write_shard,
 )
-from masktok.masks import rles_to_masks
+from masktok.data.tokenize_loader import LoadedImageItem, load_images
+from masktok.masks import BitMasks
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +73,16 @@ class TokenizeConfig:
         output_dir: where shards, manifest, usage summary and ``_SUCCESS`` go.
         images_per_shard: images per output file (ignored for SA-1B tars: one file per tar).
         images_per_batch: images per image-encoder pass (tokenizers with ``encode_batch``).
-        images_per_call: images handed to the tokenizer per call (a multiple of
-            ``images_per_batch`` lets its host preprocessing overlap the device).
+        images_per_call: images handed to the tokenizer per call, for tokenizers without
+            ``encode_stream`` (a multiple of ``images_per_batch`` lets their host preprocessing
+            overlap the device); also sets how many images the DataLoader keeps ready.
         num_workers: DataLoader workers decoding images and masks.
         num_codes: HiMTok only: keep this many leading codes per mask (None = all).
         include_crowd: tokenize COCO crowd regions too (flagged in ``iscrowd``).
         empty_masks: ``"error"`` (default) or ``"skip"`` (counted in the shard's metadata).
         missing_images: same, for images the tokenizer needs that are not on disk.
-        overlap: run the tokenizer on a background thread while the next images are collected
-            (the output is the same either way).
+        overlap: for tokenizers without ``encode_stream``, run the tokenizer on a background
+            thread while the next images are collected (the output is the same either way).
         progress: show progress bars (rank 0 and each rank's own bar).
     """
 
@@ -151,6 +151,12 @@ def needs_image(tokenizer: Any) -> bool:
     return tokenizer.vocabulary.name != "himtok"
 
 
+def _check_num_codes(tokenizer: Any, num_codes: int | None) -> None:
+    if num_codes is not None and tokenizer.vocabulary.name != "himtok":
+        raise ValueError(f"num_codes: only HiMTok keeps a prefix of its codes; this tokenizer is "
+                         f"{tokenizer.vocabulary.name}")
+
+
 def encode_many(tokenizer: Any, images: Sequence[Any], masks: Sequence[Any],
                 num_codes: int | None = None, batch_size: int = 8) -> list[torch.Tensor]:
     """Codes of several images' masks: images[i] (H_i, W_i, 3) uint8 array or tensor (None for
@@ -160,9 +166,7 @@ def encode_many(tokenizer: Any, images: Sequence[Any], masks: Sequence[Any],
     encoder passes of ``batch_size`` images), else one ``encode`` call per image (still once per
     image, never per mask).
     """
-    if num_codes is not None and tokenizer.vocabulary.name != "himtok":
-        raise ValueError(f"num_codes: only HiMTok keeps a prefix of its codes; this tokenizer is "
-                         f"{tokenizer.vocabulary.name}")
+    _check_num_codes(tokenizer, num_codes)
     kwargs = {} if num_codes is None else {"num_codes": num_codes}
     batch = getattr(tokenizer, "encode_batch", None)
     if callable(batch) and len(images) > 1:
@@ -175,82 +179,6 @@ def encode_many(tokenizer: Any, images: Sequence[Any], masks: Sequence[Any],
             raise ValueError(f"tokenizer returned codes of shape {tuple(codes.shape)} for "
                              f"{mask_stack.shape[0]} masks")
     return [codes.cpu() for codes in out]
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading (DataLoader workers)
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class LoadedImageItem:
-    """One image as the loader hands it over (tensors travel from workers by shared memory).
-
-    Attributes:
-        shard: index into the list of shards being processed.
-        meta: image_id, file_name, height, width (the row fields of the image).
-        instances: per kept mask, its row fields (annotation_id, category, iscrowd, box, area).
-        masks: (N, H, W) bool tensor.
-        pixels: (H, W, 3) uint8 tensor, or None for image-free tokenizers / a missing image.
-    """
-
-    shard: int
-    meta: dict[str, Any]
-    instances: list[dict]
-    masks: torch.Tensor
-    pixels: torch.Tensor | None
-    skipped_empty: int
-    missing_image: bool
-
-
-class _ImageDataset(Dataset):
-    """The pending images of this rank, in shard order; item → masks and pixels of one image."""
-
-    def __init__(self, items: list[tuple[int, ShardImage]], config: TokenizeConfig,
-                 load_pixels: bool):
-        self.items = items
-        self.config = config
-        self.load_pixels = load_pixels
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> LoadedImageItem:
-        shard, ref = self.items[index]
-        loaded = ref.load()
-        ann = loaded.annotations
-        meta = {"image_id": str(ann.image_id), "file_name": ann.file_name,
-                "height": ann.height, "width": ann.width}
-        empty = torch.zeros((0, ann.height, ann.width), dtype=torch.bool)
-        pixels = None
-        if self.load_pixels:
-            try:
-                pixels = torch.from_numpy(loaded.pixels())
-            except MissingImageError:
-                if self.config.missing_images == "error":
-                    raise
-                return LoadedImageItem(shard, meta, [], empty, None, 0, True)
-        kept, skipped = [], 0
-        for inst in ann.instances:
-            if inst.iscrowd and not self.config.include_crowd:
-                continue
-            if inst.box is None:
-                if self.config.empty_masks == "error":
-                    raise ValueError(f"image {ann.image_id!r}: annotation {inst.id!r} has an empty "
-                                     f"mask (pass empty_masks='skip' to leave such masks out)")
-                skipped += 1
-                continue
-            kept.append(inst)
-        # C-contiguous here, in the worker: RLE decoding yields column-major masks, and making
-        # them contiguous later (for the device copy) would cost the main process ~15 ms/image
-        masks = torch.from_numpy(np.ascontiguousarray(rles_to_masks(
-            [i.mask_rle for i in kept], size=(ann.height, ann.width)))) if kept else empty
-        instances = [{"annotation_id": str(i.id), "category_id": int(i.category_id),
-                      "category_name": i.category_name, "iscrowd": bool(i.iscrowd),
-                      "box": list(i.box), "area": float(i.area)} for i in kept]
-        return LoadedImageItem(shard, meta, instances, masks, pixels, skipped, False)
-
-
-def _keep_item(item: Any) -> Any:
-    return item
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,20 +280,69 @@ def tokenize_dataset(source: DatasetSource, tokenizer: Any, config: TokenizeConf
 
 def iter_encoded(plan: ShardPlan, shards: list[InputShard], tokenizer: Any, config: TokenizeConfig,
                  rank: int = 0) -> Iterator[tuple[LoadedImageItem, torch.Tensor | None]]:
-    """Every image of ``shards`` in order, loaded by DataLoader workers and encoded
-    ``config.images_per_call`` images per tokenizer call → (item, codes (N, L) or None when the
-    image has no mask to encode). With ``config.overlap`` the calls run on a background thread
-    while the next images are collected. Progress is shown per rank."""
+    """Every image of ``shards`` in order, loaded by DataLoader workers and encoded → (item, codes
+    (N, L) or None when the image has no mask to encode). Progress is shown per rank.
+
+    A tokenizer with ``encode_stream`` (SAMTok) reads the loaded images as a stream, so the device
+    never waits between calls; otherwise ``config.images_per_call`` images go to each
+    :func:`encode_many` call, on a background thread (``config.overlap``) while the next images
+    are collected."""
     items = [(k, ref) for k, shard in enumerate(shards) for ref in plan.images(shard)]
-    # workers keep two calls' worth of images ready while the tokenizer runs
-    prefetch = {"prefetch_factor": max(2, -(-2 * config.images_per_call // config.num_workers))} \
-        if config.num_workers else {}
-    loader = DataLoader(_ImageDataset(items, config, needs_image(tokenizer)), batch_size=None,
-                        shuffle=False, num_workers=config.num_workers, collate_fn=_keep_item,
-                        **prefetch)
+    stream = getattr(tokenizer, "encode_stream", None)
+    streaming = callable(stream)
+    on_gpu = getattr(getattr(tokenizer, "device", None), "type", None) == "cuda"
+    # one worker task per image-encoder batch; two calls' worth of images kept ready
+    loaded = load_images(items, config, load_pixels=needs_image(tokenizer), pack_masks=streaming,
+                         pin_memory=streaming and on_gpu, group_size=config.images_per_batch,
+                         prefetch_images=2 * config.images_per_call)
+    if streaming:
+        _check_num_codes(tokenizer, config.num_codes)
+        encoded = _streamed(loaded, stream, config)
+    else:
+        encoded = _called(loaded, tokenizer, config)
     bar = tqdm(total=len(items), desc=f"tokenize (rank {rank})", unit="img",
                disable=not config.progress, position=rank, leave=rank == 0)
     masks_done = 0
+    try:
+        for item, codes in encoded:
+            if codes is not None and (codes.ndim != 2 or codes.shape[0] != item.masks.shape[0]):
+                raise ValueError(f"tokenizer returned codes of shape {tuple(codes.shape)} for "
+                                 f"{item.masks.shape[0]} masks")
+            yield item, codes
+            masks_done += int(item.masks.shape[0])
+            bar.update(1)
+            bar.set_postfix(masks=masks_done, refresh=False)
+    finally:
+        encoded.close()
+        bar.close()
+
+
+def _streamed(loader: Iterator[LoadedImageItem], encode_stream: Any, config: TokenizeConfig
+              ) -> Iterator[tuple[LoadedImageItem, torch.Tensor | None]]:
+    """Loaded images → ``encode_stream`` (images with masks only) → (item, codes) in loader order."""
+    waiting: deque[LoadedImageItem] = deque()
+
+    def pairs() -> Iterator[tuple[torch.Tensor | None, torch.Tensor | BitMasks]]:
+        for item in loader:
+            waiting.append(item)
+            if item.masks.shape[0]:
+                yield item.pixels, item.masks
+
+    codes_stream = encode_stream(pairs(), batch_size=config.images_per_batch)
+    try:
+        for codes in codes_stream:
+            while not waiting[0].masks.shape[0]:
+                yield waiting.popleft(), None
+            yield waiting.popleft(), codes.cpu()
+        while waiting:
+            yield waiting.popleft(), None
+    finally:
+        codes_stream.close()
+
+
+def _called(loader: Iterator[LoadedImageItem], tokenizer: Any, config: TokenizeConfig
+            ) -> Iterator[tuple[LoadedImageItem, torch.Tensor | None]]:
+    """Loaded images in groups of ``config.images_per_call`` → :func:`encode_many` → (item, codes)."""
 
     def encode(batch: list[LoadedImageItem]) -> dict[int, torch.Tensor]:
         to_encode = [i for i, item in enumerate(batch) if item.masks.shape[0]]
@@ -375,13 +352,9 @@ def iter_encoded(plan: ShardPlan, shards: list[InputShard], tokenizer: Any, conf
         return dict(zip(to_encode, codes))
 
     def finish(batch: list[LoadedImageItem], job: Any) -> Iterator[tuple[LoadedImageItem, Any]]:
-        nonlocal masks_done
         codes = job.result() if isinstance(job, Future) else job
         for i, item in enumerate(batch):
             yield item, codes.get(i)
-        masks_done += sum(int(item.masks.shape[0]) for item in batch)
-        bar.update(len(batch))
-        bar.set_postfix(masks=masks_done)
 
     pool = ThreadPoolExecutor(max_workers=1) if config.overlap else None
     submit = (lambda batch: pool.submit(encode, batch)) if pool is not None else encode
@@ -405,7 +378,6 @@ def iter_encoded(plan: ShardPlan, shards: list[InputShard], tokenizer: Any, conf
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
 
 
 def _run_pending(plan: ShardPlan, pending: list[InputShard], tokenizer: Any,
