@@ -4,18 +4,20 @@ A synthetic COCO-style dataset is written to a temporary folder (JPEG images, co
 instance masks, ~``--masks-per-image`` ellipses of varied size per image), then tokenized:
 
 - ``pipeline``: :func:`masktok.data.tokenize_dataset.iter_encoded` — DataLoader workers decode the
-  JPEGs and RLEs, the tokenizer encodes ``--images-per-call`` images per call (on a background
-  thread, while the next images are collected) with image-encoder passes of
-  ``--images-per-batch`` images (one encoding per image, all its masks batched) — plus formatting
-  every mask's words: everything ``masktok tokenize-dataset`` does except writing Parquet.
+  JPEGs and RLEs, ``SAMTok.encode_stream`` reads the loaded images as a stream in image-encoder
+  passes of ``--images-per-batch`` images (one encoding per image, all its masks batched) — plus
+  formatting every mask's words: everything ``masktok tokenize-dataset`` does except writing
+  Parquet. Reported over the whole pass (worker start-up included) and after the first
+  ``--steady-after`` images.
 - ``end to end``: :func:`tokenize_dataset` itself, Parquet files and usage summary included (only
   when pyarrow is installed).
 - ``tokenizer alone``: ``SAMTok.encode_batch`` over images and masks already in memory.
 - ``per-mask re-encoding``: the reference pattern, the image encoded once per mask (the same bf16
   model, image batches of ``--images-per-batch`` copies), on ``--reference-images`` images.
 
-Each is measured with the eager image encoder (CUDA graph) and, with ``--compile``, again with
-the ``torch.compile``'d one.
+Each is measured with the eager networks (image encoder replayed as a CUDA graph) and, with
+``--compile``, again with ``SAMTok(compile=True)`` (compiled image encoder + CUDA graph, compiled
+mask side), whose codes are compared with the eager ones.
 
 Example (GPU)::
 
@@ -43,6 +45,9 @@ from masktok.data.tokenize_dataset import TokenizeConfig, iter_encoded, tokenize
 from masktok.masks import mask_to_rle
 from masktok.tokenizers.samtok import SAMTok, SAMTokModel, samtok_config, tiny_test_config
 from masktok.words import format_mask_words
+
+
+CODES: dict[str, torch.Tensor] = {}  # the first (eager) tokenizer-alone codes, to compare against
 
 
 def log(*parts: object) -> None:
@@ -90,33 +95,45 @@ def make_dataset(folder: Path, images: int, masks_per_image: int, height: int, w
 
 
 def run_pipeline(source: DatasetSource, tok: SAMTok, config: TokenizeConfig, limit: int | None,
-                 device: torch.device) -> tuple[float, int, int]:
-    """Seconds, images and masks of one pass of iter_encoded (+ words) over the source."""
+                 device: torch.device, steady_after: int = 0) -> dict:
+    """Seconds, images and masks of one pass of iter_encoded (+ words) over the source; with
+    ``steady_after``, also the rate after that many images (loader start-up and first batches
+    excluded)."""
     plan = plan_shards(source, config.images_per_shard)
     shards = plan.shards if limit is None else plan.shards[:limit]
     sync(device)
     start = time.perf_counter()
     images = masks = 0
+    mark = None
     for item, codes in iter_encoded(plan, shards, tok, config):
         images += 1
         if codes is not None:
             masks += codes.shape[0]
             for row in codes.tolist():
                 format_mask_words(row, tok.vocabulary)
+        if images == steady_after:
+            mark = (time.perf_counter(), images, masks)
     sync(device)
-    return time.perf_counter() - start, images, masks
+    seconds = time.perf_counter() - start
+    out = {"images": images, "masks": masks, "seconds": seconds, "masks_per_s": masks / seconds,
+           "images_per_s": images / seconds}
+    if mark is not None and images > mark[1]:
+        steady = time.perf_counter() - mark[0]
+        out["steady_masks_per_s"] = (masks - mark[2]) / steady
+        out["steady_images_per_s"] = (images - mark[1]) / steady
+    return out
 
 
 def measure(tok: SAMTok, source: DatasetSource, config: TokenizeConfig, pool_images, pool_masks,
             args, device: torch.device, results: dict, suffix: str) -> None:
     """Pipeline, end to end (when pyarrow is installed) and tokenizer alone for one encoder."""
     run_pipeline(source, tok, config, limit=1, device=device)  # warm-up: one shard
-    seconds, images, masks = run_pipeline(source, tok, config, limit=None, device=device)
-    results["pipeline" + suffix] = {"images": images, "masks": masks, "seconds": seconds,
-                                    "masks_per_s": masks / seconds, "images_per_s": images / seconds}
+    run = run_pipeline(source, tok, config, limit=None, device=device, steady_after=args.steady_after)
+    results["pipeline" + suffix] = run
     tag = f"[{suffix.strip('_')}]"
-    log(f"pipeline {tag} (loader + tokenizer + words): {images} images, {masks} masks in "
-        f"{seconds:.2f} s → {masks / seconds:,.0f} masks/s, {images / seconds:.1f} images/s")
+    log(f"pipeline {tag} (loader + tokenizer + words): {run['images']} images, {run['masks']} masks in "
+        f"{run['seconds']:.2f} s → {run['masks_per_s']:,.0f} masks/s, {run['images_per_s']:.1f} images/s; "
+        f"after the first {args.steady_after} images {run.get('steady_masks_per_s', float('nan')):,.0f} masks/s")
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -135,12 +152,20 @@ def measure(tok: SAMTok, source: DatasetSource, config: TokenizeConfig, pool_ima
     masks_mem = [pool_masks[i % len(pool_masks)] for i in range(args.images)]
     sync(device)
     start = time.perf_counter()
-    tok.encode_batch(images_mem, masks_mem, batch_size=args.images_per_batch)
+    codes = tok.encode_batch(images_mem, masks_mem, batch_size=args.images_per_batch)
     sync(device)
     seconds = time.perf_counter() - start
     total = sum(m.shape[0] for m in masks_mem)
     results["tokenizer_alone" + suffix] = {"masks": total, "seconds": seconds, "masks_per_s": total / seconds}
     log(f"tokenizer alone {tag} (in memory): {total} masks in {seconds:.2f} s → {total / seconds:,.0f} masks/s")
+    codes = torch.cat(codes)
+    if "eager_codes" in CODES:
+        same = codes.eq(CODES["eager_codes"]).all(dim=1).float().mean().item()
+        level0 = codes[:, 0].eq(CODES["eager_codes"][:, 0]).float().mean().item()
+        results["codes_equal_to_eager" + suffix] = {"both_levels": same, "level_0": level0}
+        log(f"codes {tag} equal to the eager encoder's: {100 * same:.1f} % (level 0: {100 * level0:.1f} %)")
+    else:
+        CODES["eager_codes"] = codes
 
 
 def per_mask_reencoding(tok: SAMTok, pool_images, pool_masks, args, device, results: dict) -> None:
@@ -171,13 +196,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", default="large", help="Hiera size (tiny, small, base_plus, large) or 'test'")
-    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--images", type=int, default=960)
+    parser.add_argument("--steady-after", type=int, default=96,
+                        help="also report the pipeline's rate after this many images")
     parser.add_argument("--masks-per-image", type=int, default=20, help="mean (Poisson) masks per image")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--images-per-batch", type=int, default=8)
     parser.add_argument("--images-per-call", type=int, default=48)
-    parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--images-per-shard", type=int, default=240,
+                        help="images per Parquet file (the warm-up pass covers one shard)")
     parser.add_argument("--reference-images", type=int, default=4)
     parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
                         help="replay the image encoder as a CUDA graph for full batches")
@@ -215,7 +244,7 @@ def main() -> None:
         path, pool_images, pool_masks = make_dataset(folder / "data", args.images, args.masks_per_image,
                                                      args.height, args.width)
         source = DatasetSource("coco", annotations=path, images=folder / "data" / "images")
-        config = TokenizeConfig(output_dir=folder / "out", images_per_shard=args.images_per_call,
+        config = TokenizeConfig(output_dir=folder / "out", images_per_shard=args.images_per_shard,
                                 images_per_batch=args.images_per_batch,
                                 images_per_call=args.images_per_call, num_workers=args.workers,
                                 progress=False)
