@@ -1,0 +1,36 @@
+"""The SAMTok throughput benchmarks run end to end on the CPU with the tiny model (their GPU
+numbers are in BENCHMARKS.md; here only that the scripts work and report what they say)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def _run(script: str, *args: str, out) -> dict:
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), "--device", "cpu", "--size", "test",
+                           *args, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_dataset_tokenization_benchmark(tmp_path):
+    result = _run("tokenize_dataset_throughput.py", "--images", "10", "--masks-per-image", "3", "--workers", "1",
+                  "--images-per-shard", "4", "--steady-after", "4", "--reference-images", "1",
+                  out=tmp_path / "tds.json")
+    assert "errors" not in result, result.get("errors")
+    pipeline = result["pipeline_eager"]
+    assert pipeline["images"] == 10 and pipeline["masks"] == result["tokenizer_alone_eager"]["masks"] > 10
+    assert result["end_to_end_eager"]["masks"] == pipeline["masks"]
+    assert result["per_mask_reencoding"]["codes_equal_fraction"] == 1.0
+
+
+def test_encode_breakdown_benchmark(tmp_path):
+    result = _run("samtok_encode_breakdown.py", "--images-per-batch", "2", "--masks-per-image", "2",
+                  "--height", "40", "--width", "52", "--repeats", "1", "--no-compile", out=tmp_path / "b.json")
+    stages = {row["stage"] for row in result["rows"]}
+    assert {"device: mask encoder transformer", "device: whole mask side (eager)", "host: pin_memory copy"} <= stages
+    assert all(row["ms"] >= 0 for row in result["rows"])
