@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,47 +29,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from masktok.tokenizers.samtok import SAMTok, SAMTokModel, samtok_config, tiny_test_config
+from bench_common import ellipse_masks, log, random_samtok_model, median_seconds, sync
+from masktok.tokenizers.samtok import SAMTok
 from masktok.tokenizers.samtok.tokenizer import _Prepared
 from masktok.tokenizers.samtok.preprocess import as_mask_batch, box_prompts, mask_boxes, soft_mask_prompts
 
 ROWS: list[tuple[str, float, str]] = []
 
 
-def log(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(name: str, fn: Callable[[], object], device: torch.device, repeats: int, note: str = "") -> float:
     """Median milliseconds of ``fn`` (device synchronised) after one warm-up call; recorded."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    ms = 1000 * statistics.median(times)
+    ms = 1000 * median_seconds(fn, device, repeats)
     ROWS.append((name, ms, note))
     log(f"{name:<48} {ms:9.2f} ms  {note}")
     return ms
-
-
-def ellipse_masks(rng: np.random.Generator, count: int, height: int, width: int) -> np.ndarray:
-    yy, xx = np.mgrid[:height, :width].astype(np.float32)
-    stack = np.zeros((count, height, width), dtype=bool)
-    for mask in stack:
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        ry, rx = rng.uniform(6, height / 3), rng.uniform(6, width / 3)
-        mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        mask[int(min(cy, height - 1)), int(min(cx, width - 1))] = True
-    return stack
 
 
 def main() -> None:
@@ -89,10 +61,8 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    config = tiny_test_config() if args.size == "test" else samtok_config(args.size)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = SAMTokModel(config).eval()
+    model = random_samtok_model(args.size, device)
+    config = model.config
     tok = SAMTok(model, device=device)
     batch = args.images_per_batch
     if device.type == "cuda":

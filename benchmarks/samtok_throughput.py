@@ -25,15 +25,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import time
 import warnings
-from typing import Callable
 
 import numpy as np
 import torch
 
-from masktok.tokenizers.samtok import SAMTok, SAMTokModel, samtok_config, tiny_test_config
+from bench_common import ellipse_masks, log, random_samtok_model, median_seconds, sync
+from masktok.tokenizers.samtok import SAMTok, SAMTokModel
 from masktok.tokenizers.samtok.hiera_attention import FusedMultiScaleAttention
 from masktok.tokenizers.samtok.pil_resize import pil_bicubic_resize
 from masktok.tokenizers.samtok.preprocess import (
@@ -49,44 +48,14 @@ from masktok.tokenizers.samtok.preprocess import (
 RESULTS: dict = {}
 
 
-def log(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median wall seconds of ``fn`` (device synchronised) after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def make_data(count: int, masks_per_image: int, height: int, width: int, seed: int = 0, distinct: int = 8):
     """``count`` random RGB images with random ellipse masks each (numpy, host); ``distinct``
     different ones, cycled (nothing is cached, so every image is processed in full)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float32)
     pool = []
     for _ in range(min(count, distinct)):
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        stack = np.zeros((masks_per_image, height, width), dtype=bool)
-        for mask in stack:
-            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-            ry, rx = rng.uniform(8, height / 3), rng.uniform(8, width / 3)
-            mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-            mask[int(min(cy, height - 1)), int(min(cx, width - 1))] = True
-        pool.append((image, stack))
+        pool.append((image, ellipse_masks(rng, masks_per_image, height, width, min_radius=8)))
     return [pool[i % len(pool)][0] for i in range(count)], [pool[i % len(pool)][1] for i in range(count)]
 
 
@@ -132,7 +101,7 @@ def bench_encoder(tok: SAMTok, model_fp32: SAMTokModel, args, device) -> None:
     pixels = torch.randn(batch, 3, cfg.image_size, cfg.image_size, device=device)
     rows = {}
     with torch.inference_mode():
-        rows["eager, fused attention"] = timed(lambda: tok.model.image_features(pixels), device, args.repeats, 2)
+        rows["eager, fused attention"] = median_seconds(lambda: tok.model.image_features(pixels), device, args.repeats, 2)
         if args.hf_attention_baseline:
             hf_model = copy.deepcopy(model_fp32).to(tok.dtype)
             from transformers.models.sam2.modeling_sam2 import Sam2MultiScaleAttention
@@ -144,7 +113,7 @@ def bench_encoder(tok: SAMTok, model_fp32: SAMTokModel, args, device) -> None:
                                                    fused.num_attention_heads, fused.query_stride)
                 original.qkv, original.proj = fused.qkv, fused.proj
                 block.attn = original.to(device)
-            rows["eager, transformers attention"] = timed(lambda: hf_model.image_features(pixels), device,
+            rows["eager, transformers attention"] = median_seconds(lambda: hf_model.image_features(pixels), device,
                                                           max(3, args.repeats // 2), 1)
             del hf_model
         autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -153,11 +122,11 @@ def bench_encoder(tok: SAMTok, model_fp32: SAMTokModel, args, device) -> None:
             with autocast:
                 model_fp32.image_features(pixels)
 
-        rows["eager, fp32 weights + bf16 autocast"] = timed(reference_encoder, device, args.repeats, 2)
+        rows["eager, fp32 weights + bf16 autocast"] = median_seconds(reference_encoder, device, args.repeats, 2)
     if device.type == "cuda":
         tok.capture_image_encoder([batch])
         with torch.inference_mode():
-            rows["CUDA graph"] = timed(lambda: tok._graphs(pixels), device, args.repeats, 2)
+            rows["CUDA graph"] = median_seconds(lambda: tok._graphs(pixels), device, args.repeats, 2)
     RESULTS["encoder"] = {name: {"ms_per_batch": t * 1e3, "images_per_s": batch / t} for name, t in rows.items()}
     for name, t in rows.items():
         log(f"encoder batch {batch} {name:38s} {t * 1e3:8.1f} ms  {batch / t:8.1f} img/s")
@@ -174,12 +143,12 @@ def bench_compiled(tok: SAMTok, reference: "PerMaskReference", args, device) -> 
         compiled(pixels)
         sync(device)
         RESULTS["compile_seconds"] = time.perf_counter() - start
-        rows = {"torch.compile": timed(lambda: compiled(pixels), device, args.repeats, 2)}
+        rows = {"torch.compile": median_seconds(lambda: compiled(pixels), device, args.repeats, 2)}
     eager_graphs, eager_encoder = tok._graphs, tok._encoder
     tok._graphs, tok._encoder = None, compiled
     tok.capture_image_encoder([batch])
     with torch.inference_mode():
-        rows["torch.compile + CUDA graph"] = timed(lambda: tok._graphs(pixels), device, args.repeats, 2)
+        rows["torch.compile + CUDA graph"] = median_seconds(lambda: tok._graphs(pixels), device, args.repeats, 2)
     for name, t in rows.items():
         RESULTS["encoder"][name] = {"ms_per_batch": t * 1e3, "images_per_s": batch / t}
         log(f"encoder batch {batch} {name:38s} {t * 1e3:8.1f} ms  {batch / t:8.1f} img/s")
@@ -251,7 +220,7 @@ def floor_times(tok: SAMTok, images, masks, device, repeats: int) -> tuple[float
             logits, iou = model.decode_logits(encoder(pixels), index, embeddings)
             model.best_mask(logits, iou)
 
-        return timed(encode_floor, device, repeats, 1), timed(decode_floor, device, repeats, 1)
+        return median_seconds(encode_floor, device, repeats, 1), median_seconds(decode_floor, device, repeats, 1)
 
 
 def bench_throughput(tok: SAMTok, reference: PerMaskReference, args, device, key: str = "throughput",
@@ -263,9 +232,9 @@ def bench_throughput(tok: SAMTok, reference: PerMaskReference, args, device, key
         warm = max(args.batch_size, 2)
         tok.encode_batch(images[:warm], masks[:warm], batch_size=args.batch_size)  # warm-up
         codes = tok.encode_batch(images, masks, batch_size=args.batch_size)
-        t_enc = timed(lambda: tok.encode_batch(images, masks, batch_size=args.batch_size), device,
+        t_enc = median_seconds(lambda: tok.encode_batch(images, masks, batch_size=args.batch_size), device,
                       args.throughput_repeats, 0)
-        t_dec = timed(lambda: tok.decode_batch(images, codes, batch_size=args.batch_size), device,
+        t_dec = median_seconds(lambda: tok.decode_batch(images, codes, batch_size=args.batch_size), device,
                       args.throughput_repeats, 1)
         f_enc, f_dec = floor_times(tok, images[: args.batch_size], masks[: args.batch_size], device, args.repeats)
         floor_masks = sum(x.shape[0] for x in masks[: args.batch_size])
@@ -277,8 +246,8 @@ def bench_throughput(tok: SAMTok, reference: PerMaskReference, args, device, key
         if with_reference:
             n_ref = max(1, min(args.reference_images, len(images)))
             ref_codes = [reference.encode(images[i], masks[i]) for i in range(n_ref)]  # warm-up + codes
-            r_enc = timed(lambda: [reference.encode(images[i], masks[i]) for i in range(n_ref)], device, 1, 0)
-            r_dec = timed(lambda: [reference.decode(images[i], ref_codes[i]) for i in range(n_ref)], device, 1, 1)
+            r_enc = median_seconds(lambda: [reference.encode(images[i], masks[i]) for i in range(n_ref)], device, 1, 0)
+            r_dec = median_seconds(lambda: [reference.decode(images[i], ref_codes[i]) for i in range(n_ref)], device, 1, 1)
             ref_masks = sum(masks[i].shape[0] for i in range(n_ref))
             row.update(per_mask_encode=ref_masks / r_enc, per_mask_decode=ref_masks / r_dec,
                        codes_equal_to_per_mask_fraction=float(np.mean(
@@ -296,17 +265,17 @@ def bench_latency(tok: SAMTok, args, device) -> None:
     images, masks = make_data(1, 16, args.height, args.width, seed=99)
     image, stack = images[0], masks[0]
     codes = tok.encode(image, stack)
-    t_enc = timed(lambda: tok.encode(image, stack), device, args.latency_repeats, 2)
-    t_dec = timed(lambda: tok.decode(image, codes), device, args.latency_repeats, 2)
-    t_pre = timed(lambda: resize_rgb(image, tok.config.image_size), device, args.latency_repeats, 1)
+    t_enc = median_seconds(lambda: tok.encode(image, stack), device, args.latency_repeats, 2)
+    t_dec = median_seconds(lambda: tok.decode(image, codes), device, args.latency_repeats, 2)
+    t_pre = median_seconds(lambda: resize_rgb(image, tok.config.image_size), device, args.latency_repeats, 1)
     pixels = torch.randn(1, 3, tok.config.image_size, tok.config.image_size, device=device)
     encoder = tok._graphs if tok._graphs is not None else tok._encoder
     with torch.inference_mode():
-        t_encoder = timed(lambda: encoder(pixels), device, args.latency_repeats, 2)
+        t_encoder = median_seconds(lambda: encoder(pixels), device, args.latency_repeats, 2)
     embedding = tok.embed_image(image)
-    t_embed = timed(lambda: tok.embed_image(image), device, args.latency_repeats, 2)
-    t_enc_masks = timed(lambda: tok.encode(embedding, stack), device, args.latency_repeats, 2)
-    t_dec_masks = timed(lambda: tok.decode(embedding, codes), device, args.latency_repeats, 2)
+    t_embed = median_seconds(lambda: tok.embed_image(image), device, args.latency_repeats, 2)
+    t_enc_masks = median_seconds(lambda: tok.encode(embedding, stack), device, args.latency_repeats, 2)
+    t_dec_masks = median_seconds(lambda: tok.decode(embedding, codes), device, args.latency_repeats, 2)
     RESULTS["latency_ms"] = {"encode_16_masks": t_enc * 1e3, "decode_16_masks": t_dec * 1e3,
                              "pil_resize_cpu": t_pre * 1e3, "image_encoder_batch1": t_encoder * 1e3,
                              "embed_image": t_embed * 1e3, "encode_16_masks_given_embedding": t_enc_masks * 1e3,
@@ -338,10 +307,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    config = tiny_test_config() if args.size == "test" else samtok_config(args.size)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model_fp32 = SAMTokModel(config).eval()
+    model_fp32 = random_samtok_model(args.size, device)
     tok = SAMTok(copy.deepcopy(model_fp32), device=device)
     reference = PerMaskReference(model_fp32, device)
     RESULTS.update(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -40,23 +40,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench_common import ellipse_masks, log, random_samtok_model, sync
 from masktok.data.shards import DatasetSource, plan_shards
 from masktok.data.tokenize_dataset import TokenizeConfig, iter_encoded, tokenize_dataset
 from masktok.masks import mask_to_rle
-from masktok.tokenizers.samtok import SAMTok, SAMTokModel, samtok_config, tiny_test_config
+from masktok.tokenizers.samtok import SAMTok
 from masktok.words import format_mask_words
 
 
 CODES: dict[str, torch.Tensor] = {}  # the first (eager) tokenizer-alone codes, to compare against
-
-
-def log(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def make_dataset(folder: Path, images: int, masks_per_image: int, height: int, width: int,
@@ -67,18 +59,11 @@ def make_dataset(folder: Path, images: int, masks_per_image: int, height: int, w
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True)
     pool_images, pool_masks, pool_rles = [], [], []
-    yy, xx = np.mgrid[:height, :width].astype(np.float32)
     for k in range(min(distinct, images)):
         base = rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
         image = np.asarray(Image.fromarray(base).resize((width, height), Image.BICUBIC))
         Image.fromarray(image).save(folder / "images" / f"{k:06d}.jpg", quality=90)
-        count = max(1, int(rng.poisson(masks_per_image)))
-        stack = np.zeros((count, height, width), dtype=bool)
-        for mask in stack:
-            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-            ry, rx = rng.uniform(6, height / 3), rng.uniform(6, width / 3)
-            mask |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-            mask[int(min(cy, height - 1)), int(min(cx, width - 1))] = True
+        stack = ellipse_masks(rng, max(1, int(rng.poisson(masks_per_image))), height, width)
         pool_images.append(np.asarray(Image.open(folder / "images" / f"{k:06d}.jpg").convert("RGB")))
         pool_masks.append(stack)
         pool_rles.append([mask_to_rle(m) for m in stack])
@@ -216,10 +201,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    config = tiny_test_config() if args.size == "test" else samtok_config(args.size)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = SAMTokModel(config).eval()
+    model = random_samtok_model(args.size, device)
     tok = SAMTok(model, device=device)
     if args.cuda_graphs and device.type == "cuda":
         tok.capture_image_encoder([args.images_per_batch])

@@ -34,3 +34,10 @@ def test_encode_breakdown_benchmark(tmp_path):
     stages = {row["stage"] for row in result["rows"]}
     assert {"device: mask encoder transformer", "device: whole mask side (eager)", "host: pin_memory copy"} <= stages
     assert all(row["ms"] >= 0 for row in result["rows"])
+
+
+def test_samtok_throughput_benchmark(tmp_path):
+    result = _run("samtok_throughput.py", "--images", "4", "--masks-per-image", "1", "2", "--reference-images", "1",
+                  "--latency-repeats", "2", out=tmp_path / "s.json")
+    assert "errors" not in result, result.get("errors")
+    assert {"encoder", "checks", "throughput", "latency_ms"} <= set(result)
