@@ -55,18 +55,8 @@ class BitMasks:
     def __len__(self) -> int:
         return int(self.bits.shape[0])
 
-    @property
-    def device(self) -> torch.device:
-        return self.bits.device
-
     def to(self, device: str | torch.device, non_blocking: bool = False) -> "BitMasks":
         return BitMasks(self.bits.to(device, non_blocking=non_blocking), self.width)
-
-    def pin_memory(self) -> "BitMasks":
-        return BitMasks(self.bits.pin_memory(), self.width)
-
-    def is_pinned(self) -> bool:
-        return self.bits.is_pinned()
 
     def unpack(self) -> torch.Tensor:
         """(N, H, W) bool on the bits' device (no host data is created, so a GPU stream never

@@ -122,9 +122,7 @@ def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
     :class:`~masktok.masks.BitMasks`, returned as they are (packed, for the device to unpack).
     (H, W) must equal ``size``; with ``require_foreground`` every mask needs a foreground pixel."""
     if isinstance(masks, BitMasks):
-        if tuple(masks.shape[1:]) != tuple(size):
-            raise ValueError(f"{name} have size {tuple(masks.shape[1:])} but the image is {tuple(size)} (H, W); "
-                             "masks must be given at the image's size")
+        _check_mask_size(masks.shape, size, name)
         if require_foreground and len(masks):
             _raise_if_empty(~masks.any(), name)
         return masks
@@ -140,9 +138,7 @@ def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
         raise ValueError(f"{name} must be an (N, H, W) array or tensor of binary masks, got {type(masks).__name__}")
     if masks.dim() != 3:
         raise ValueError(f"{name} must have shape (N, H, W), got {tuple(masks.shape)}")
-    if tuple(masks.shape[1:]) != tuple(size):
-        raise ValueError(f"{name} have size {tuple(masks.shape[1:])} but the image is {tuple(size)} (H, W); "
-                         "masks must be given at the image's size")
+    _check_mask_size(masks.shape, size, name)
     if masks.dtype != torch.bool:
         if masks.is_complex():
             raise ValueError(f"{name} must be real-valued, got dtype {masks.dtype}")
@@ -154,6 +150,12 @@ def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
     if require_foreground and masks.shape[0] > 0:
         _raise_if_empty(~masks.reshape(masks.shape[0], -1).any(dim=1), name)
     return masks
+
+
+def _check_mask_size(shape: tuple[int, ...], size: tuple[int, int], name: str) -> None:
+    if tuple(shape[1:]) != tuple(size):
+        raise ValueError(f"{name} have size {tuple(shape[1:])} but the image is {tuple(size)} (H, W); "
+                         "masks must be given at the image's size")
 
 
 def _raise_if_empty(empty: torch.Tensor, name: str) -> None:
