@@ -183,10 +183,11 @@ class SAMTok:
     def encode_stream(self, pairs: Iterable[tuple[Any, Any]], *, batch_size: int = 8,
                       cache: ImageEmbeddingCache | None = None) -> Iterator[torch.Tensor]:
         """(image, masks (N_i, H_i, W_i) or :class:`~masktok.masks.BitMasks`) pairs, e.g. from a
-        data loader → codes (N_i, depth) per pair, in order. ``pairs`` is read lazily, ``batch_size`` images at a time: the next batch
-        is read and prepared while the device works on the current one, and the codes of a batch
-        come out once the device has moved on to the next. An empty mask raises ``ValueError``
-        (found on the device; reported when its batch's codes come back)."""
+        data loader → codes (N_i, depth) per pair, in order. ``pairs`` is read lazily,
+        ``batch_size`` images at a time: the next batch is read and prepared while the device
+        works on the current one, and the codes of a batch come out once the device has moved on
+        to the next. An empty mask raises ``ValueError`` (found on the device; reported when its
+        batch's codes come back)."""
         pending: tuple[Pending, list[int], int] | None = None
         for chunk, chunk_masks, features, offset in self._feature_chunks(pairs, batch_size, cache,
                                                                          skip=lambda m: len(m) == 0):
