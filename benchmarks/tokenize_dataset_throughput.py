@@ -202,7 +202,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     model = random_samtok_model(args.size, device)
-    tok = SAMTok(model, device=device)
+    tok = SAMTok(model=model, device=device)
     if args.cuda_graphs and device.type == "cuda":
         tok.capture_image_encoder([args.images_per_batch])
     results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -236,7 +236,7 @@ def main() -> None:
         if args.compile and device.type == "cuda":
             def compiled() -> None:
                 start = time.perf_counter()
-                ctok = SAMTok(model, device=device, compile=True)
+                ctok = SAMTok(model=model, device=device, compile=True)
                 ctok.capture_image_encoder([args.images_per_batch])
                 results["compile_seconds"] = time.perf_counter() - start
                 log(f"compile + capture: {results['compile_seconds']:.0f} s")

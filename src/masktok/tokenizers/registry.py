@@ -1,56 +1,146 @@
-"""``load_tokenizer(path)``: open any mask tokenizer from a file or folder.
+"""``load_tokenizer(path)``: open any mask tokenizer from a file, a folder or a hub repository id.
 
-The family is read from the folder's ``config.json`` field ``"tokenizer_type"`` (masktok's own
-format), or recognised from an official file name (SAMTok: ``mask_tokenizer*.pth``, alone or in a
-VLM folder; HiMTok: ``himtok.pth``, alone or in a folder). Each family's loader is imported only
-when needed.
+Tokenizer families are registered by name with the class that loads them (as ``"module:Class"``,
+imported only when needed, so ``import masktok.tokenizers`` stays light) and, optionally, a test
+that recognises their official files. The family stored at a path is read from its
+``config.json`` field ``"tokenizer_type"`` (masktok's own format), or recognised by a registered
+test (SAMTok: ``mask_tokenizer*.pth``, alone or in a VLM folder; HiMTok: ``himtok.pth``, alone or
+in a folder). A new family plugs in with :func:`register_tokenizer_family`; no caller changes.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from masktok.tokenizers.hub import resolve_pretrained
 
 CONFIG_FILE = "config.json"
 
 
+@dataclass(frozen=True)
+class TokenizerFamily:
+    """A registered tokenizer family.
+
+    Attributes:
+        name: the ``"tokenizer_type"`` its ``config.json`` names.
+        tokenizer_class: the class, or ``"module:Class"`` to import on first use.
+        recognizes: path → whether it holds this family's official files (no ``config.json``
+            naming a type); None when the family has only masktok's format.
+    """
+
+    name: str
+    tokenizer_class: type | str
+    recognizes: Callable[[Path], bool] | None = None
+
+    def load_class(self) -> type:
+        """The tokenizer class (imported now when it was given by name)."""
+        if not isinstance(self.tokenizer_class, str):
+            return self.tokenizer_class
+        module_name, _, class_name = self.tokenizer_class.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+_FAMILIES: dict[str, TokenizerFamily] = {}
+
+
+def register_tokenizer_family(name: str, tokenizer_class: type | str, *,
+                              recognizes: Callable[[Path], bool] | None = None,
+                              replace: bool = False) -> TokenizerFamily:
+    """Make ``load_tokenizer`` (and everything built on it) open tokenizers of family ``name``.
+
+    Args:
+        name: the ``"tokenizer_type"`` in the family's ``config.json``.
+        tokenizer_class: a :class:`~masktok.tokenizers.tokenizer_base.MaskTokenizerBase`
+            subclass, or ``"module:Class"`` naming one.
+        recognizes: optional test for the family's official files (see :class:`TokenizerFamily`).
+        replace: allow re-registering an existing name.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"tokenizer family name: expected a non-empty str, got {name!r}")
+    if name in _FAMILIES and not replace:
+        raise ValueError(f"tokenizer family {name!r} is already registered (pass replace=True)")
+    family = TokenizerFamily(name, tokenizer_class, recognizes)
+    _FAMILIES[name] = family
+    return family
+
+
+def unregister_tokenizer_family(name: str) -> None:
+    """Forget family ``name`` (KeyError if it is not registered)."""
+    del _FAMILIES[name]
+
+
+def tokenizer_families() -> dict[str, TokenizerFamily]:
+    """Every registered family by name (a copy)."""
+    return dict(_FAMILIES)
+
+
+def tokenizer_class(name: str) -> type:
+    """The tokenizer class of family ``name``; ``ValueError`` naming the registered ones."""
+    if name not in _FAMILIES:
+        raise ValueError(f"unknown tokenizer family {name!r}; registered: {sorted(_FAMILIES)}")
+    return _FAMILIES[name].load_class()
+
+
 def tokenizer_type(path: str | Path) -> str:
-    """The tokenizer family stored at ``path`` ("samtok", "himtok", …); ``ValueError`` if unknown."""
+    """The tokenizer family stored at the local ``path`` ("samtok", "himtok", …); ``ValueError``
+    if it cannot be told, ``FileNotFoundError`` if nothing is there."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no tokenizer at {path}")
     folder = path if path.is_dir() else path.parent
     config = folder / CONFIG_FILE
+    kind = None
     if config.is_file() and (path.is_dir() or path.name == CONFIG_FILE or path.suffix == ".safetensors"):
         try:
             data = json.loads(config.read_text())
         except ValueError as err:
             raise ValueError(f"{config} is not valid JSON: {err}") from err
         kind = data.get("tokenizer_type") if isinstance(data, dict) else None
-        if not isinstance(kind, str):
-            raise ValueError(f"{config} has no \"tokenizer_type\" field naming the tokenizer family")
+        if kind is not None and not isinstance(kind, str):
+            raise ValueError(f"{config}: \"tokenizer_type\" must be a string, got {kind!r}")
+    if kind is not None:
+        if kind not in _FAMILIES:
+            raise ValueError(f"{config}: unknown tokenizer_type {kind!r}; registered: {sorted(_FAMILIES)}")
         return kind
-    if path.is_dir() and any(path.glob("mask_tokenizer*.pth")):
-        return "samtok"
-    if path.is_file() and path.name.startswith("mask_tokenizer") and path.suffix == ".pth":
-        return "samtok"
-    if (path.is_dir() and (path / "himtok.pth").is_file()) or (path.is_file() and path.name == "himtok.pth"):
-        return "himtok"
+    found = [family.name for family in _FAMILIES.values()
+             if family.recognizes is not None and family.recognizes(path)]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ValueError(f"{path} holds the official files of several tokenizer families {found}; "
+                         "give the file itself")
     raise ValueError(f"cannot tell which mask tokenizer {path} holds: expected a folder with {CONFIG_FILE} "
                      "(field \"tokenizer_type\") or an official checkpoint such as mask_tokenizer_256x2.pth "
                      "or himtok.pth")
 
 
-def load_tokenizer(path: str | Path, device: Any = "cpu", dtype: Any = None, **kwargs: Any):
-    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path``."""
-    kind = tokenizer_type(path)
-    if kind == "samtok":
-        from masktok.tokenizers.samtok import SAMTok
+def load_tokenizer(path: str | Path, *, device: Any = "cpu", dtype: Any = None, revision: str | None = None,
+                   cache_dir: str | Path | None = None, local_files_only: bool = False, **options: Any):
+    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path``: a file, a folder or a
+    hub repository id ``"org/name"`` (opened through the hub cache, see
+    :mod:`masktok.tokenizers.hub`). ``options`` go to the family's ``from_pretrained``; one it
+    does not take raises ``ValueError`` naming it. A hub snapshot holds only the files some
+    registered family reads (each class's ``hub_files``) and the model card."""
+    patterns = sorted({p for family in _FAMILIES.values() for p in family.load_class().hub_files} | {"*.md"})
+    local = resolve_pretrained(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                               allow_patterns=patterns)
+    cls = tokenizer_class(tokenizer_type(local))
+    return cls.from_pretrained(local, device=device, dtype=dtype, **options)
 
-        return SAMTok.from_pretrained(path, device=device, dtype=dtype, **kwargs)
-    if kind == "himtok":
-        from masktok.tokenizers.himtok import HiMTok
 
-        return HiMTok.from_pretrained(path, device=device, dtype=dtype, **kwargs)
-    raise ValueError(f"{path}: unknown tokenizer_type {kind!r}")
+def _samtok_official(path: Path) -> bool:
+    if path.is_dir():
+        return any(path.glob("mask_tokenizer*.pth"))
+    return path.name.startswith("mask_tokenizer") and path.suffix == ".pth"
+
+
+def _himtok_official(path: Path) -> bool:
+    return (path / "himtok.pth").is_file() if path.is_dir() else path.name == "himtok.pth"
+
+
+register_tokenizer_family("samtok", "masktok.tokenizers.samtok:SAMTok", recognizes=_samtok_official)
+register_tokenizer_family("himtok", "masktok.tokenizers.himtok:HiMTok", recognizes=_himtok_official)

@@ -115,7 +115,7 @@ class ParquetWords:
         if not (folder / SUCCESS).is_file():
             raise ValueError(f"{folder}: not a finished tokenize-dataset output (no {SUCCESS})")
         manifest = json.loads((folder / MANIFEST).read_text())
-        self.vocabulary = MaskVocabulary(**manifest["vocabulary"])
+        self.vocabulary = MaskVocabulary.from_dict(manifest["vocabulary"])
         if tokenizer is not None and tokenizer.vocabulary != self.vocabulary:
             raise ValueError(f"tokenizer: its vocabulary {tokenizer.vocabulary} differs from the "
                              f"Parquet's {self.vocabulary}")

@@ -395,9 +395,7 @@ def write_shard(path: Path, rows: list[dict], stats: dict[str, int], vocabulary:
 
 def vocabulary_fields(vocabulary: Any) -> dict[str, Any]:
     """The fields that rebuild a :class:`~masktok.words.MaskVocabulary`."""
-    return {"name": vocabulary.name, "codebook_size": vocabulary.codebook_size,
-            "num_levels": vocabulary.num_levels, "max_codes": vocabulary.max_codes,
-            "start_token": vocabulary.start_token, "end_token": vocabulary.end_token}
+    return vocabulary.to_dict()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ decoded frame back into the box at the caller's size (:mod:`masktok.tokenizers.h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from masktok.tokenizers.base import DecodedWords
+from masktok.masks.bits import BitMasks
 from masktok.tokenizers.himtok import checkpoint
 from masktok.tokenizers.himtok.box_frame import (
     box_to_codes,
@@ -37,13 +38,10 @@ from masktok.tokenizers.himtok.box_frame import (
 from masktok.tokenizers.himtok.config import HiMTokConfig, get_config, official_config
 from masktok.tokenizers.himtok.model import HiMTokModel
 from masktok.tokenizers.quantizers.vq import check_codes
+from masktok.tokenizers.tokenizer_base import MaskTokenizerBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from masktok.words import MaskVocabulary
-
-
-def _default_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def _check_size(size: Sequence[int] | None, default: int) -> tuple[int, int]:
@@ -63,22 +61,27 @@ def _check_threshold(threshold: float | None) -> float:
     return float(threshold)
 
 
-def _as_binary_masks(masks: Any) -> torch.Tensor:
-    """masks (N, H, W) bool / {0, 1} numpy or torch → bool tensor (N, H, W) on its device."""
+def _as_binary_masks(masks: Any, name: str = "masks") -> torch.Tensor:
+    """masks (N, H, W) bool / {0, 1} numpy or torch, or :class:`BitMasks` → bool tensor (N, H, W)
+    on its device."""
+    if isinstance(masks, BitMasks):
+        return masks.unpack()
     if isinstance(masks, np.ndarray):
+        if masks.dtype == object:
+            raise ValueError(f"{name} must be a numeric or bool array, got dtype object")
         masks = torch.from_numpy(np.ascontiguousarray(masks))
     if not isinstance(masks, torch.Tensor):
-        raise ValueError(f"masks must be a numpy array or torch tensor of shape (N, H, W), got {type(masks).__name__}")
+        raise ValueError(f"{name} must be a numpy array or torch tensor of shape (N, H, W), got {type(masks).__name__}")
     if masks.ndim != 3:
-        raise ValueError(f"masks must have shape (N, H, W), got {tuple(masks.shape)}")
+        raise ValueError(f"{name} must have shape (N, H, W), got {tuple(masks.shape)}")
     if masks.shape[1] == 0 or masks.shape[2] == 0:
-        raise ValueError(f"masks must have a non-empty height and width, got {tuple(masks.shape)}")
+        raise ValueError(f"{name} must have a non-empty height and width, got {tuple(masks.shape)}")
     if masks.dtype == torch.bool:
         return masks
     if masks.is_complex():
-        raise ValueError(f"masks must be bool or hold only 0 and 1, got dtype {masks.dtype}")
+        raise ValueError(f"{name} must be bool or hold only 0 and 1, got dtype {masks.dtype}")
     if ((masks != 0) & (masks != 1)).any():  # NaN fails both comparisons too
-        raise ValueError("masks must be binary: bool or values in {0, 1}; found other values")
+        raise ValueError(f"{name} must be binary: bool or values in {{0, 1}}; found other values")
     return masks != 0
 
 
@@ -87,40 +90,43 @@ def _probability_logits(probs: torch.Tensor) -> torch.Tensor:
     return torch.logit(probs.double()).float()
 
 
-class HiMTok:
+class HiMTok(MaskTokenizerBase):
     """HiMTok tokenizer (official or compact model) behind masktok's tokenizer interface.
 
-    Attributes:
-        model: the :class:`HiMTokModel` (eval mode).
-        config: its :class:`HiMTokConfig`.
+    Args (keyword-only):
+        model: the :class:`HiMTokModel` (moved to ``device``, cast, eval mode).
         device, dtype: where and in which precision it runs (bf16 on CUDA, fp32 on CPU by default).
+        mask_batch_size: most masks per model pass.
+
+    Attributes:
+        config: the model's :class:`HiMTokConfig`.
     """
 
-    def __init__(self, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-        self.device = torch.device(device)
-        self.dtype = dtype or _default_dtype(self.device)
+    family = "himtok"
+    display_name = "HiMTok"
+    needs_image = False
+    official_layout = checkpoint.OFFICIAL_NAME
+    hub_files = (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME, checkpoint.OFFICIAL_NAME)
+
+    def __init__(self, *, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 mask_batch_size: int = 256) -> None:
+        super().__init__(model=model, device=device, dtype=dtype, mask_batch_size=mask_batch_size)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.config: HiMTokConfig = model.config
-        self._vocabulary: MaskVocabulary | None = None
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: str | HiMTokConfig, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None, seed: int | None = None) -> "HiMTok":
-        """A randomly initialised tokenizer for a config or a config name (see ``CONFIGS``)."""
-        config = get_config(config) if isinstance(config, str) else config
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(HiMTokModel(config), device=device, dtype=dtype)
+    def _build_model(cls, config: str | HiMTokConfig) -> HiMTokModel:
+        """``config``: a :class:`HiMTokConfig` or a config name (see ``CONFIGS``)."""
+        return HiMTokModel(get_config(config) if isinstance(config, str) else config)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
-        """Load a masktok folder (``config.json`` + ``model.safetensors``) or an official checkpoint
-        (``himtok.pth``, a folder holding it, or an LMM state dict with ``mask_decoder.`` keys).
-
-        ``config`` is only used for official checkpoints (default: :func:`official_config`).
-        """
+    def _load(cls, path: Path, *, device: str | torch.device, dtype: torch.dtype | None,
+              config: HiMTokConfig | None = None, **init_options: Any) -> "HiMTok":
+        """A masktok folder (``config.json`` + ``model.safetensors``) or an official checkpoint
+        (``himtok.pth``, a folder holding it, or an LMM state dict with ``mask_decoder.`` keys,
+        prefixes ``module.`` / ``mask_decoder.`` allowed, loaded strictly). ``config`` is only
+        used for official checkpoints (default: :func:`official_config`)."""
         path = Path(path)
         if path.is_file() and path.name in (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME) \
                 and (path.parent / checkpoint.CONFIG_NAME).is_file():
@@ -130,51 +136,36 @@ class HiMTok:
             weights = path / checkpoint.WEIGHTS_NAME
             model = HiMTokModel(folder_config)
             checkpoint.load_state_dict_strict(model, checkpoint.read_state_dict(weights), str(weights))
-            return cls(model, device=device, dtype=dtype)
+            return cls(model=model, device=device, dtype=dtype, **init_options)
         official = checkpoint.find_official_file(path)
         if official is None:
             raise ValueError(f"{path} is neither a HiMTok folder (config.json + {checkpoint.WEIGHTS_NAME}) "
                              f"nor an official checkpoint file / folder holding {checkpoint.OFFICIAL_NAME}")
-        return cls.from_official(official, device=device, dtype=dtype, config=config)
-
-    @classmethod
-    def from_official(cls, path: str | Path, device: str | torch.device = "cpu",
-                      dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
-        """Strictly load an official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.`` allowed)."""
         config = config or official_config()
-        state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(path))
+        state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(official))
         if config.quantizer == "vq":  # every buffer is persistent: skip the random init
             with torch.device("meta"):
                 model = HiMTokModel(config)
             model = model.to_empty(device="cpu")
         else:
             model = HiMTokModel(config)
-        checkpoint.load_state_dict_strict(model, state, str(path))
-        return cls(model, device=device, dtype=dtype)
+        checkpoint.load_state_dict_strict(model, state, str(official))
+        return cls(model=model, device=device, dtype=dtype, **init_options)
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (weights in the current dtype) into ``path``."""
-        checkpoint.save_folder(self.model, self.config, path)
-
-    def save_official(self, path: str | Path, prefix: str = "") -> None:
-        """Write the weights as an official-style flat torch state dict (e.g. ``himtok.pth``)."""
-        checkpoint.save_official(self.model, path, prefix=prefix)
+    def _save(self, folder: Path, layout: str) -> None:
+        """``masktok``: ``config.json`` + ``model.safetensors`` (weights in the current dtype);
+        ``official``: ``himtok.pth``, the official flat torch state dict."""
+        if layout == "official":
+            checkpoint.save_official(self.model, folder / checkpoint.OFFICIAL_NAME)
+        else:
+            checkpoint.save_folder(self.model, self.config, folder)
 
     # ---- vocabulary ---------------------------------------------------------------------------
-    @property
-    def max_codes(self) -> int:
-        """Longest code sequence per mask (32 for the official model)."""
-        return self.config.max_codes
-
-    @property
-    def vocabulary(self) -> "MaskVocabulary":
+    def _make_vocabulary(self) -> "MaskVocabulary":
         """The mask-word vocabulary: ``<|mt_start|>``, ``<|mt_end|>``, ``<|mt_{code}|>``."""
-        if self._vocabulary is None:
-            from masktok.words import himtok_vocabulary
+        from masktok.words import himtok_vocabulary
 
-            self._vocabulary = himtok_vocabulary(codebook_size=self.config.codebook_size,
-                                                 max_codes=self.max_codes)
-        return self._vocabulary
+        return himtok_vocabulary(codebook_size=self.config.codebook_size, max_codes=self.config.max_codes)
 
     # ---- encoding -----------------------------------------------------------------------------
     def prepare_masks(self, masks: Any) -> torch.Tensor:
@@ -204,28 +195,40 @@ class HiMTok:
         return codes, frames.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
 
     @torch.inference_mode()
-    def encode(self, image: Any, masks: Any, num_codes: int | None = None, batch_size: int = 256) -> torch.Tensor:
-        """masks (N, H, W) binary → codes (N, num_codes or max_codes) int64 (CPU).
+    def _encode_pairs(self, pairs: Iterable[tuple[Any, Any]], *,
+                      batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The non-empty masks of ``batch_size`` pairs at a time share the model passes (the image
+        is ignored). Box-first models: 4 box codes + the shape codes of the box frame."""
+        source, offset = iter(pairs), 0
+        while group := list(islice(source, batch_size)):
+            stacks = [_as_binary_masks(masks, f"masks[{offset + i}]") for i, (_, masks) in enumerate(group)]
+            present = [stack.flatten(1).any(dim=1) for stack in stacks]
+            prepared = [self._model_inputs(stack[flags]) for stack, flags in zip(stacks, present)]
+            pixels = torch.cat([p[1] for p in prepared])
+            shape_codes = [self.model.encode(pixels[i:i + self.mask_batch_size]).codes.cpu()
+                           for i in range(0, pixels.shape[0], self.mask_batch_size)]
+            shape_codes = (torch.cat(shape_codes) if shape_codes
+                           else torch.zeros(0, self.config.latent_codes, dtype=torch.long))
+            start = 0
+            for stack, flags, (box_codes, frames) in zip(stacks, present, prepared):
+                kept = shape_codes[start: start + frames.shape[0]]
+                start += frames.shape[0]
+                if box_codes is not None:
+                    kept = torch.cat([box_codes.cpu(), kept], dim=1)
+                codes = torch.zeros(stack.shape[0], self.max_codes, dtype=torch.long)
+                codes[flags.cpu()] = kept
+                yield codes, flags.cpu()
+            offset += len(group)
 
-        ``image`` is ignored. ``num_codes`` keeps a prefix of the sequence (1 … max_codes).
-        Box-first models refuse empty masks.
-        """
-        del image
-        num_codes = self.max_codes if num_codes is None else num_codes
-        if not isinstance(num_codes, int) or not 1 <= num_codes <= self.max_codes:
-            raise ValueError(f"num_codes must be an integer in [1, {self.max_codes}], got {num_codes!r}")
+    def _model_inputs(self, masks: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Non-empty masks (N, H, W) bool → (box codes (N, 4) or None, model input (N, C, S, S))."""
+        box_codes = torch.zeros(0, self.config.box_codes, dtype=torch.long) if self.config.box_prefix else None
+        if masks.shape[0] == 0:
+            size = self.config.image_size
+            return box_codes, torch.zeros(0, self.config.in_channels, size, size, dtype=self.dtype, device=self.device)
         if self.config.box_prefix:
-            box_codes, pixels = self.prepare_box_frames(masks)
-        else:
-            box_codes, pixels = None, self.prepare_masks(masks)
-        chunks = [self.model.encode(pixels[i:i + batch_size]).codes.cpu()
-                  for i in range(0, pixels.shape[0], batch_size)]
-        if not chunks:
-            return torch.zeros(0, num_codes, dtype=torch.long)
-        codes = torch.cat(chunks)
-        if box_codes is not None:
-            codes = torch.cat([box_codes.cpu(), codes], dim=1)
-        return codes[:, :num_codes]
+            return self.prepare_box_frames(masks)
+        return None, self.prepare_masks(masks)
 
     # ---- decoding -----------------------------------------------------------------------------
     def _check_code_batch(self, codes: Any, lengths: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -282,23 +285,25 @@ class HiMTok:
         codes, lengths = self._check_code_batch(codes, lengths)
         return self._paste(self._frame_logits(codes, lengths, batch_size), codes, lengths, (size, size))
 
-    def decode(self, image: Any, codes: Any, *, size: Sequence[int] | None = None, threshold: float | None = None,
-               return_logits: bool = False, lengths: Any = None) -> torch.Tensor:
-        """codes (N, L) → masks (N, H, W) bool at ``size`` (default: the S×S model frame), stretched.
-
-        ``threshold`` applies to the probability (default 0.5). ``return_logits`` returns the
-        float32 logits resized to ``size`` instead. ``lengths`` (N,) decodes row i from its first
-        ``lengths[i]`` codes (ragged batches). ``image`` is ignored.
-        """
-        del image
-        height, width = _check_size(size, self.config.image_size)
+    def _decode_pairs(self, images: Sequence[Any], codes: list[torch.Tensor], *, lengths: list[torch.Tensor],
+                      sizes: Sequence[tuple[int, int] | None], threshold: float | None, return_logits: bool,
+                      batch_size: int) -> list[torch.Tensor]:
+        """codes (N, L) → masks (N, H, W) bool at the size asked for (default: the S×S model
+        frame), stretched. ``threshold`` applies to the probability (default 0.5);
+        ``return_logits`` returns the float32 logits resized instead. The images are ignored."""
+        del images, batch_size
         threshold = _check_threshold(threshold)
-        codes, lengths = self._check_code_batch(codes, lengths)
-        logits = self._frame_logits(codes, lengths)
-        if self.config.box_prefix:
-            probs = self._paste(logits, codes, lengths, (height, width))
-            return _probability_logits(probs) if return_logits else probs > threshold
-        return self._finish(logits, (height, width), threshold, return_logits)
+        out = []
+        for rows, kept, size in zip(codes, lengths, sizes):
+            height, width = _check_size(size, self.config.image_size)
+            rows, kept = self._check_code_batch(rows, kept)
+            logits = self._frame_logits(rows, kept, self.mask_batch_size)
+            if self.config.box_prefix:
+                probs = self._paste(logits, rows, kept, (height, width))
+                out.append(_probability_logits(probs) if return_logits else probs > threshold)
+            else:
+                out.append(self._finish(logits, (height, width), threshold, return_logits))
+        return out
 
     def _paste(self, frame_logits: torch.Tensor, codes: torch.Tensor, lengths: torch.Tensor | None,
                size: tuple[int, int]) -> torch.Tensor:
@@ -357,36 +362,3 @@ class HiMTok:
         elif maps.shape[0] == 0:
             maps = maps.new_zeros(0, *size)
         return maps if return_logits else maps > threshold
-
-    # ---- mask words ---------------------------------------------------------------------------
-    def encode_words(self, image: Any, masks: Any, num_codes: int | None = None) -> list[str]:
-        """masks (N, H, W) → N strings ``<|mt_start|><|mt_c0|>…<|mt_end|>``."""
-        from masktok.words import format_mask_words
-
-        codes = self.encode(image, masks, num_codes=num_codes)
-        return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
-
-    def decode_words(self, image: Any, text: str, *, size: Sequence[int] | None = None,
-                     lenient: bool = False) -> DecodedWords:
-        """Every decodable mask span of ``text`` → masks (M, H, W) plus the parse report.
-
-        Spans the parser marks as not decodable are reported in ``spans`` and not decoded.
-        """
-        from masktok.words import parse_mask_words
-
-        height, width = _check_size(size, self.config.image_size)
-        spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
-        indices = [i for i, span in enumerate(spans) if span.decodable]
-        if not indices:
-            return DecodedWords(masks=torch.zeros(0, height, width, dtype=torch.bool), spans=spans,
-                                decoded_span_indices=[])
-        rows = [spans[i].codes for i in indices]
-        longest = max(len(row) for row in rows)
-        if longest > self.max_codes or min(len(row) for row in rows) < 1:
-            raise ValueError(f"a decodable span holds {longest} codes; this tokenizer takes 1 to {self.max_codes}")
-        codes = torch.zeros(len(rows), longest, dtype=torch.long)
-        for r, row in enumerate(rows):
-            codes[r, :len(row)] = torch.tensor(row, dtype=torch.long)
-        lengths = torch.tensor([len(row) for row in rows])
-        masks = self.decode(None, codes, size=(height, width), lengths=lengths)
-        return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)

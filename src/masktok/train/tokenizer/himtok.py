@@ -87,4 +87,4 @@ class HiMTokRecipe:
         from masktok.tokenizers.himtok import HiMTok
 
         model = copy.deepcopy(self.model).to("cpu")
-        HiMTok(model, device="cpu", dtype=dtype).save_pretrained(path)
+        HiMTok(model=model, device="cpu", dtype=dtype).save_pretrained(path)

@@ -233,4 +233,4 @@ class SAMTokRecipe:
         """Save a copy as a SAMTok folder (config.json + model.safetensors)."""
         from masktok.tokenizers.samtok import SAMTok
 
-        SAMTok(copy.deepcopy(self.model).to("cpu"), device="cpu", dtype=torch.float32).save_pretrained(path)
+        SAMTok(model=copy.deepcopy(self.model).to("cpu"), device="cpu", dtype=torch.float32).save_pretrained(path)
