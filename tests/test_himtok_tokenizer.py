@@ -181,7 +181,8 @@ def test_fp16_weights_load_into_an_fp32_tokenizer(tmp_path, masks):
     (np.full((1, 8, 8), np.nan), "binary"),
     (np.zeros((8, 8), bool), r"\(N, H, W\)"),
     (np.zeros((1, 0, 8), bool), "non-empty"),
-    ([[0, 1]], "numpy array or torch tensor"),
+    ([[0, 1]], r"\(N, H, W\)"),
+    ("masks", "array or tensor"),
 ])
 def test_bad_masks_raise(tok, bad, message):
     with pytest.raises(ValueError, match=message):

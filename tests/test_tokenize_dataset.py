@@ -76,7 +76,7 @@ def _config(out: Path, **kw) -> TokenizeConfig:
 def test_yolo_rows_match_the_annotations(shared_data, tmp_path, himtok):
     source = yolo_subset(shared_data, tmp_path / "yolo", 10)
     report = tokenize_dataset(source, himtok, _config(tmp_path / "out", images_per_shard=4,
-                                                      images_per_call=3))
+                                                      prefetch_images=3))
     out = tmp_path / "out"
     assert report.complete and (out / SUCCESS).is_file() and (out / USAGE).is_file()
     assert sorted(p.name for p in out.glob("*.parquet")) == [f"part-0000{i}.parquet" for i in range(3)]
@@ -251,10 +251,10 @@ def test_sa1b_json_folder_and_tar_shards_agree(shared_data, tmp_path, himtok):
     assert loose == packed and len(loose["codes"]) > 10
 
 
-def test_ranks_workers_and_overlap_do_not_change_the_output(shared_data, tmp_path, himtok):
+def test_ranks_and_workers_do_not_change_the_output(shared_data, tmp_path, himtok):
     source = yolo_subset(shared_data, tmp_path / "yolo", 9)
     single = tokenize_dataset(source, himtok, _config(tmp_path / "one", images_per_shard=2,
-                                                      num_workers=2, overlap=False))
+                                                      num_workers=2, images_per_batch=3))
     assert single.complete
     out = tmp_path / "two"
     late = tokenize_dataset(source, himtok, _config(out, images_per_shard=2), rank=1, world_size=2)
@@ -275,7 +275,7 @@ def test_a_rerun_with_other_settings_is_refused(shared_data, tmp_path, himtok):
         tokenize_dataset(source, himtok, _config(tmp_path / "out", num_codes=4))
 
 
-def test_empty_masks_fail_or_are_counted(shared_data, tmp_path, himtok):
+def test_empty_masks_fail_are_counted_or_kept_absent(shared_data, tmp_path, himtok):
     source = _filtered_coco(shared_data, tmp_path, keep_present=1, keep_missing=0)
     data = json.loads(source.annotations.read_text())
     img = data["images"][0]
@@ -290,6 +290,19 @@ def test_empty_masks_fail_or_are_counted(shared_data, tmp_path, himtok):
     assert report.skipped_empty_masks == 1
     rows = read_output(tmp_path / "b")
     assert "999999" not in rows["annotation_id"] and {len(c) for c in rows["codes"]} == {3}
+    report = tokenize_dataset(source, himtok, _config(tmp_path / "c", empty_masks="keep", num_codes=3))
+    kept = read_output(tmp_path / "c")
+    absent = kept["annotation_id"].index("999999")
+    assert report.skipped_empty_masks == 0 and kept["codes"][absent] is None and kept["words"][absent] is None
+    others = [c for i, c in enumerate(kept["codes"]) if i != absent]
+    assert others == rows["codes"]
+    from masktok.data.sft import ParquetWords
+    from masktok.data.sft.mask_words import ImageEntry, MaskRef
+
+    words = ParquetWords(tmp_path / "c")
+    entry = ImageEntry(kept["image_id"][absent], tmp_path / "x.jpg", kept["height"][absent], kept["width"][absent])
+    with pytest.raises(ValueError, match="absent entry"):
+        words.codes(entry, [MaskRef({}, "999999")])
 
 
 def test_codebook_usage_counts():
@@ -324,7 +337,7 @@ class _KillingTokenizer:
 def _child(yolo_dir: str, out: str, kill_at: int) -> None:
     source = DatasetSource("yolo", images=Path(yolo_dir) / "images", labels=Path(yolo_dir) / "labels")
     tokenize_dataset(source, _KillingTokenizer(tiny_himtok(), kill_at),
-                     _config(Path(out), images_per_shard=3, images_per_call=1),
+                     _config(Path(out), images_per_shard=3, prefetch_images=1),
                      tokenizer_id="tiny-himtok")
 
 
@@ -342,14 +355,14 @@ def test_killed_run_resumes_to_the_same_output(shared_data, tmp_path):
     (out / "part-00002.parquet").write_bytes(b"PAR1 truncated")
     (out / "part-00003.parquet.tmp").write_bytes(b"partial")
     tok = tiny_himtok()
-    report = tokenize_dataset(source, tok, _config(out, images_per_shard=3, images_per_call=1),
+    report = tokenize_dataset(source, tok, _config(out, images_per_shard=3, prefetch_images=1),
                               tokenizer_id="tiny-himtok")
     assert report.shards_skipped == ["part-00000"] and report.shards_redone == ["part-00002"]
     assert report.shards_written == ["part-00001", "part-00002", "part-00003"] and report.complete
     assert (out / "part-00000.parquet").stat().st_mtime_ns == done.st_mtime_ns
     assert not list(out.glob("*.tmp"))
     fresh = tmp_path / "fresh"
-    tokenize_dataset(source, tok, _config(fresh, images_per_shard=3, images_per_call=1),
+    tokenize_dataset(source, tok, _config(fresh, images_per_shard=3, prefetch_images=1),
                      tokenizer_id="tiny-himtok")
     assert read_output(out) == read_output(fresh)
     for name in (MANIFEST, USAGE):

@@ -6,13 +6,15 @@ bool), category, id, area, crowd flag and tight inclusive box. Malformed input r
 :class:`AnnotationError` (a ``ValueError``) naming the file and the record.
 """
 
-from masktok.annotations.coco import read_coco_categories, read_coco_instances, read_coco_panoptic
+from masktok.annotations.coco import (CocoInstancesIndex, read_coco_categories, read_coco_instances,
+                                      read_coco_panoptic)
 from masktok.annotations.labelme import IGNORE_LABEL, read_labelme
 from masktok.annotations.records import AnnotationError, ImageAnnotations, Instance
 from masktok.annotations.yolo import read_yolo_seg
 
 __all__ = [
     "AnnotationError",
+    "CocoInstancesIndex",
     "ImageAnnotations",
     "Instance",
     "IGNORE_LABEL",

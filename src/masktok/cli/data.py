@@ -13,6 +13,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 
 SOURCE_HELP = "coco | panoptic | refs | yolo | sa1b | sa1b-tar"
+EMPTY_MASKS_HELP = ("Masks with no foreground pixel: error (default) | skip (left out, counted) | keep (a row "
+                    "with null codes and words).")
 
 
 def _device(device: Optional[str]) -> str:
@@ -66,11 +68,11 @@ def tokenize_dataset_command(
     orphan_labels: str = typer.Option("error", help="yolo label files without image: error | ignore."),
     images_per_shard: int = typer.Option(1000, help="Images per Parquet file."),
     images_per_batch: int = typer.Option(8, help="Images per image-encoder pass."),
-    images_per_call: int = typer.Option(32, help="Images per tokenizer call (tokenizers that do not stream: HiMTok); sets the loader's read-ahead."),
+    prefetch_images: int = typer.Option(64, help="Loaded images the DataLoader keeps ready ahead of the tokenizer."),
     workers: int = typer.Option(4, help="DataLoader workers (image + mask decoding)."),
-    num_codes: Optional[int] = typer.Option(None, help="HiMTok: keep this many leading codes."),
+    num_codes: Optional[int] = typer.Option(None, help="Keep this many leading codes per mask (default: all)."),
     crowd: bool = typer.Option(True, help="Tokenize COCO crowd regions too."),
-    skip_empty_masks: bool = typer.Option(False, help="Leave empty masks out (counted) instead of failing."),
+    empty_masks: str = typer.Option("error", "--empty-masks", help=EMPTY_MASKS_HELP),
     skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted) instead of failing."),
     device: Optional[str] = typer.Option(None, help="Default: cuda:LOCAL_RANK when available, else cpu."),
     cuda_graphs: bool = typer.Option(True, help="SAMTok on CUDA: replay the image encoder as a CUDA graph."),
@@ -93,17 +95,16 @@ def tokenize_dataset_command(
                          tar, orphan_labels)
         config = TokenizeConfig(
             output_dir=out, images_per_shard=images_per_shard, images_per_batch=images_per_batch,
-            images_per_call=images_per_call, num_workers=workers, num_codes=num_codes,
-            include_crowd=crowd, empty_masks="skip" if skip_empty_masks else "error",
+            prefetch_images=prefetch_images, num_workers=workers, num_codes=num_codes,
+            include_crowd=crowd, empty_masks=empty_masks,
             missing_images="skip" if skip_missing_images else "error", progress=progress)
         if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("gloo")
             started_group = True
         mask_tokenizer = load_tokenizer(tokenizer, device=_device(device),
                                         **({"compile": True} if compile else {}))
-        capture = getattr(mask_tokenizer, "capture_image_encoder", None)
-        if cuda_graphs and callable(capture) and _device(device).startswith("cuda"):
-            capture([images_per_batch])
+        if cuda_graphs and mask_tokenizer.device.type == "cuda":
+            mask_tokenizer.capture_image_encoder([images_per_batch])
         report = tokenize_dataset(source, mask_tokenizer, config,
                                   tokenizer_id=str(tokenizer.resolve()))
     except (ValueError, FileNotFoundError) as exc:
@@ -152,6 +153,8 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
 
     ann, images = o["annotations"], o["images"]
 
+    empty = config.empty_masks
+
     def refs() -> list:
         return sft.read_refs(_need(ann, "--annotations (refs)", task),
                              _need(o["instances"], "--instances", task),
@@ -190,12 +193,12 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
     if task in ("region_caption", "region_vqa"):
         path = _need(ann, "--annotations", task)
         regions = (sft.read_region_jsonl(path, _need(images, "--images", task))
-                   if path.suffix == ".jsonl" else sft.regions_from_refs(refs()))
+                   if path.suffix == ".jsonl" else sft.regions_from_refs(refs(), empty))
         build = sft.build_region_caption if task == "region_caption" else sft.build_region_vqa
         return build(regions, words, config)
     if task == "himtok":
-        targets = (sft.targets_from_instances(instance_images()) if o["source"] != "refs"
-                   else sft.targets_from_refs(refs()))
+        targets = (sft.targets_from_instances(instance_images(), empty) if o["source"] != "refs"
+                   else sft.targets_from_refs(refs(), empty))
         from masktok.data.sft.himtok_formats import FORMATS
         formats = tuple(o["himtok_formats"].split(",")) if o["himtok_formats"] else FORMATS
         return sft.build_himtok(targets, words, config, formats=formats)
@@ -225,6 +228,7 @@ def build_sft_command(
     seed: int = typer.Option(0, help="Seed of every random choice."),
     zoom: bool = typer.Option(True, help="Zoom-in crops for small regions (region tasks)."),
     skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted)."),
+    empty_masks: str = typer.Option("error", "--empty-masks", help="Instances with an empty mask: error | skip (counted)."),
     max_samples: Optional[int] = typer.Option(None, help="Stop after this many samples."),
     formats: str = typer.Option("llava,trl", help="Output formats: llava, trl."),
     render: int = typer.Option(4, help="Sample conversations rendered with overlays."),
@@ -241,7 +245,8 @@ def build_sft_command(
         words = _words(tokenizer, parquet, device)
         config = BuildConfig(seed=seed, zoom=ZoomConfig() if zoom else None,
                              crops_dir=out / "crops", max_samples=max_samples,
-                             missing_images="skip" if skip_missing_images else "error")
+                             missing_images="skip" if skip_missing_images else "error",
+                             empty_masks=empty_masks)
         options = dict(annotations=annotations, images=images, instances=instances,
                        captions=captions, source=source, panoptic_pngs=panoptic_pngs,
                        labels=labels, names=names, orphan_labels=orphan_labels, split=split,

@@ -22,7 +22,10 @@ from rich.markup import escape
 
 app = typer.Typer(no_args_is_help=True)
 
-_TOKENIZER_HELP = "Tokenizer folder or file (masktok folder, mask_tokenizer_256x2.pth, official VLM folder, …)."
+_TOKENIZER_HELP = ("Tokenizer folder or file (masktok folder, mask_tokenizer_256x2.pth, official VLM folder, …) "
+                   "or a hub repository id org/name.")
+_EMPTY_MASKS_HELP = ("Masks with no foreground pixel: error (default) | skip (left out) | keep (an entry with "
+                     "null codes and words).")
 _DEVICE_HELP = "Device to run on (cpu, cuda, cuda:1, …)."
 _DTYPE_HELP = "Compute dtype: float32, bfloat16 or float16 (default: bf16 on CUDA, float32 on CPU)."
 
@@ -120,26 +123,31 @@ def encode(
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="The image the masks belong to."),
     masks: list[Path] = typer.Option(..., "--masks", "-m", help="Masks: JSON (RLE / polygons) or binary PNG; repeatable."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
+    empty_masks: str = typer.Option("error", "--empty-masks", help=_EMPTY_MASKS_HELP),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=_DTYPE_HELP),
 ) -> None:
     """Tokenize masks into mask words; prints JSON with each mask's codes and words."""
-    from masktok.tokenizers import load_tokenizer
+    from masktok.tokenizers import ABSENT_CODE, check_empty_masks, load_tokenizer
     from masktok.tokenizers.samtok.preprocess import load_rgb
     from masktok.words import format_mask_words
 
     try:
+        check_empty_masks(empty_masks, "--empty-masks")
         rgb = load_rgb(image) if image is not None else None
         size = rgb.shape[:2] if rgb is not None else None
         stack = read_masks(list(masks), size)
         tok = load_tokenizer(tokenizer, device=device, dtype=_dtype(dtype))
-        codes = tok.encode(rgb, stack)
-        words = [format_mask_words(row.tolist(), tok.vocabulary) for row in codes]
+        present = stack.reshape(stack.shape[0], -1).any(axis=1)
+        codes = tok.encode(rgb, stack, empty_masks=empty_masks)
+        indices = [i for i in range(len(stack)) if present[i] or empty_masks != "skip"]
+        rows = [None if bool((row == ABSENT_CODE).all()) else [int(c) for c in row] for row in codes]
+        words = [None if row is None else format_mask_words(row, tok.vocabulary) for row in rows]
     except (ValueError, FileNotFoundError) as error:
         _fail(error)
-    entries = [{"index": i, "codes": [int(c) for c in row], "words": w} for i, (row, w) in enumerate(zip(codes, words))]
+    entries = [{"index": i, "codes": row, "words": w} for i, row, w in zip(indices, rows, words)]
     _emit({"tokenizer": str(tokenizer), "image": str(image) if image else None,
-           "size": [int(s) for s in stack.shape[1:]], "masks": entries, "text": "".join(words)}, output)
+           "size": [int(s) for s in stack.shape[1:]], "masks": entries, "text": "".join(w for w in words if w is not None)}, output)
 
 
 @app.command("decode")

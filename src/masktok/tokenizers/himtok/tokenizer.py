@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from masktok.masks.bits import BitMasks
+from masktok.masks.tensors import as_mask_tensor
 from masktok.tokenizers.himtok import checkpoint
 from masktok.tokenizers.himtok.box_frame import (
     box_to_codes,
@@ -62,27 +62,8 @@ def _check_threshold(threshold: float | None) -> float:
 
 
 def _as_binary_masks(masks: Any, name: str = "masks") -> torch.Tensor:
-    """masks (N, H, W) bool / {0, 1} numpy or torch, or :class:`BitMasks` → bool tensor (N, H, W)
-    on its device."""
-    if isinstance(masks, BitMasks):
-        return masks.unpack()
-    if isinstance(masks, np.ndarray):
-        if masks.dtype == object:
-            raise ValueError(f"{name} must be a numeric or bool array, got dtype object")
-        masks = torch.from_numpy(np.ascontiguousarray(masks))
-    if not isinstance(masks, torch.Tensor):
-        raise ValueError(f"{name} must be a numpy array or torch tensor of shape (N, H, W), got {type(masks).__name__}")
-    if masks.ndim != 3:
-        raise ValueError(f"{name} must have shape (N, H, W), got {tuple(masks.shape)}")
-    if masks.shape[1] == 0 or masks.shape[2] == 0:
-        raise ValueError(f"{name} must have a non-empty height and width, got {tuple(masks.shape)}")
-    if masks.dtype == torch.bool:
-        return masks
-    if masks.is_complex():
-        raise ValueError(f"{name} must be bool or hold only 0 and 1, got dtype {masks.dtype}")
-    if ((masks != 0) & (masks != 1)).any():  # NaN fails both comparisons too
-        raise ValueError(f"{name} must be binary: bool or values in {{0, 1}}; found other values")
-    return masks != 0
+    """masks (N, H, W) binary, any size, or :class:`BitMasks` → bool tensor (N, H, W) on its device."""
+    return as_mask_tensor(masks, name)
 
 
 def _probability_logits(probs: torch.Tensor) -> torch.Tensor:

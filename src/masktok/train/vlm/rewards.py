@@ -97,7 +97,7 @@ def predicted_codes(text: str, vocab: MaskVocabulary) -> list[Codes | None]:
 def _complete_codes(span: MaskSpan, vocab: MaskVocabulary) -> Codes | None:
     if not span.ok:
         return None
-    if vocab.name == "samtok" and len(span.codes) != vocab.max_codes:
+    if len(span.codes) < vocab.min_codes:
         return None
     return tuple(span.codes)
 
