@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from masktok.data.tokenize.pipeline import (
     tokenize_dataset,
 )
 from masktok.masks import mask_to_box, rle_to_mask
-from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
+from masktok.tokenizers.himtok import HiMTok
+from mllm_fixtures import build_tiny_himtok
 from masktok.words import format_mask_words
 
 COLUMNS = ["image_id", "annotation_id", "file_name", "height", "width", "category_id",
@@ -34,14 +34,7 @@ COLUMNS = ["image_id", "annotation_id", "file_name", "height", "width", "categor
 
 
 def tiny_himtok() -> HiMTok:
-    config = replace(
-        masktok_s_config(), name="tiny", image_size=64, patch_size=16, num_latent_tokens=8,
-        encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1,
-        decoder_heads=2, token_dim=4, codebook_size=64,
-        pixel_decoder=PixelDecoderConfig(z_channels=16, hidden_channels=8, channel_mult=(1, 1, 1, 1, 2),
-                                         num_res_blocks=1, out_channels=1, norm_groups=4,
-                                         legacy_shortcut=False))
-    return HiMTok.from_config(config, seed=0)
+    return build_tiny_himtok(seed=0, codebook_size=64)
 
 
 def yolo_subset(shared: Path, dest: Path, count: int) -> DatasetSource:
@@ -321,30 +314,33 @@ def test_codebook_usage_counts():
 # Resumability: a run killed mid-way, resumed, equals an uninterrupted run
 # ---------------------------------------------------------------------------------------------
 class _KillingTokenizer:
-    """Delegates to a tokenizer and SIGKILLs its own process at encode call ``kill_at``."""
+    """Delegates to a tokenizer and SIGKILLs its own process when its stream reads image ``kill_at``."""
 
     def __init__(self, inner, kill_at: int):
-        self.inner, self.kill_at, self.calls = inner, kill_at, 0
-        self.vocabulary = inner.vocabulary
+        self.inner, self.kill_at = inner, kill_at
+        self.vocabulary, self.needs_image, self.device = inner.vocabulary, inner.needs_image, inner.device
 
-    def encode(self, image, masks, **kw):
-        self.calls += 1
-        if self.calls == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.encode(image, masks, **kw)
+    def encode_stream(self, pairs, **kw):
+        def counted():
+            for k, pair in enumerate(pairs, 1):
+                if k == self.kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield pair
+
+        return self.inner.encode_stream(counted(), **kw)
 
 
 def _child(yolo_dir: str, out: str, kill_at: int) -> None:
     source = DatasetSource("yolo", images=Path(yolo_dir) / "images", labels=Path(yolo_dir) / "labels")
     tokenize_dataset(source, _KillingTokenizer(tiny_himtok(), kill_at),
-                     _config(Path(out), images_per_shard=3, prefetch_images=1),
+                     _config(Path(out), images_per_shard=3, images_per_batch=1, prefetch_images=1),
                      tokenizer_id="tiny-himtok")
 
 
 def test_killed_run_resumes_to_the_same_output(shared_data, tmp_path):
     source = yolo_subset(shared_data, tmp_path / "yolo", 12)
     out = tmp_path / "resumed"
-    # every image here has masks, so encode call k is image k: die inside the second shard
+    # every image here has masks and is read one at a time: die when reading the second shard
     child = subprocess.run([sys.executable, __file__, str(tmp_path / "yolo"), str(out), "5"],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
