@@ -340,8 +340,9 @@ class MaskTokenizerBase(ABC):
         Strict mode raises on malformed words; lenient mode decodes what it can (e.g. a SAMTok
         word with its level-0 code only) and reports the rest. Memory is bounded by the masks
         asked for: spans are decoded ``chunk_size`` at a time into one preallocated (M, H, W)
-        bool result, so the peak is M·H·W bytes plus one chunk's float work (about
-        ``chunk_size``·H·W·8 bytes beside the model's activations), whatever M is.
+        bool result, so the peak is M·H·W bytes plus one chunk's work (its float maps, about
+        ``chunk_size``·H·W·8 bytes, and the model's activations for at most
+        ``min(chunk_size, mask_batch_size)`` masks), whatever M is (BENCHMARKS.md: decode_words).
         ``max_spans`` (None: no cap) refuses texts with more decodable spans than that with a
         ``ValueError`` before anything is decoded. The image is embedded once for all chunks.
         """
