@@ -113,6 +113,18 @@ def load_chat_components(path: str | Path, *, mask_tokenizer: Any = None,
     return model, processor, mask_tokenizer
 
 
+def save_mask_tokenizer(path: str | Path, mask_tokenizer: Any) -> None:
+    """Write the mask tokenizer (``mask_tokenizer/``) and the ``masktok_chat.json`` manifest
+    into the chat folder ``path``."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    mask_tokenizer.save_pretrained(folder / MASK_TOKENIZER_DIR)
+    manifest = {"format": "masktok-chat", "mask_tokenizer": MASK_TOKENIZER_DIR,
+                "vocabulary": mask_tokenizer.vocabulary.name,
+                "mask_tokens": len(mask_tokenizer.vocabulary.tokens())}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
 def save_chat_components(path: str | Path, model: Any, processor: Any, mask_tokenizer: Any) -> None:
     """Write model + processor (Hugging Face files), the mask tokenizer (``mask_tokenizer/``) and
     the ``masktok_chat.json`` manifest into ``path``."""
@@ -120,8 +132,4 @@ def save_chat_components(path: str | Path, model: Any, processor: Any, mask_toke
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    mask_tokenizer.save_pretrained(folder / MASK_TOKENIZER_DIR)
-    manifest = {"format": "masktok-chat", "mask_tokenizer": MASK_TOKENIZER_DIR,
-                "vocabulary": mask_tokenizer.vocabulary.name,
-                "mask_tokens": len(mask_tokenizer.vocabulary.tokens())}
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    save_mask_tokenizer(folder, mask_tokenizer)
