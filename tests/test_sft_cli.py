@@ -102,5 +102,5 @@ def test_build_res_and_zoomed_region_captions_on_the_fly(samtok_dir, coco_subset
 
 
 def test_build_sft_reports_missing_inputs(tmp_path):
-    result = run("build-sft", "res", "--out", tmp_path)
-    assert result.exit_code == 1 and "--tokenizer" in result.output
+    result = run("build-sft", "res", "--out", tmp_path)  # the shipped tokenizer; no refs given
+    assert result.exit_code == 2 and "--annotations" in result.output

@@ -31,10 +31,14 @@ def _vocabulary(tokenizer: str, codebook_size: Optional[int], max_codes: Optiona
         return _tokenizer_vocabulary(tokenizer)
     try:
         if tokenizer == "samtok":
-            return samtok_vocabulary(codebook_size=codebook_size or 256, depth=max_codes or 2)
-        return himtok_vocabulary(codebook_size=codebook_size or 1024, max_codes=max_codes or 32)
+            return samtok_vocabulary(codebook_size=_given(codebook_size, 256), depth=_given(max_codes, 2))
+        return himtok_vocabulary(codebook_size=_given(codebook_size, 1024), max_codes=_given(max_codes, 32))
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--codebook-size / --max-codes") from error
+
+
+def _given(value: Optional[int], default: int) -> int:
+    return default if value is None else value
 
 
 def _tokenizer_vocabulary(tokenizer: str):
