@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -295,7 +294,6 @@ def test_demo_in_a_real_browser(demo_server, upload_files):
     url, models, _ = demo_server
     (ARTIFACTS / "failure.png").unlink(missing_ok=True)
     outside: list[str] = []
-    start = time.monotonic()
 
     def local_only(route):
         host = urlparse(route.request.url).hostname
@@ -329,4 +327,3 @@ def test_demo_in_a_real_browser(demo_server, upload_files):
     assert outside == [], f"the page reached outside localhost: {outside}"
     for shot in (tokenize_shot, decode_shot, chat_shot):
         assert shot.is_file()
-    assert time.monotonic() - start < 120

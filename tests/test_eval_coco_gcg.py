@@ -20,8 +20,8 @@ PUBLISHED_SEGM_AP50 = 0.5622883972521636
 
 
 @pytest.fixture(scope="module")
-def coco_files(shared_data):
-    root = shared_data / "coco_val2014_100"
+def coco_files(test_data):
+    root = test_data / "coco_val2014_100"
     return root / "instances_val2014_100.json", root / "instances_val2014_fakesegm100_results.json"
 
 

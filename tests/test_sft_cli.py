@@ -26,9 +26,9 @@ def samtok_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def coco_subset(shared_data, tmp_path_factory) -> tuple[Path, Path, list[dict]]:
+def coco_subset(test_data, tmp_path_factory) -> tuple[Path, Path, list[dict]]:
     """Three real COCO images on disk with their annotations, and refs over two of them."""
-    root = shared_data / "coco_val2014_100"
+    root = test_data / "coco_val2014_100"
     data = json.loads((root / "instances_val2014_100.json").read_text())
     present = {p.name for p in (root / "images").iterdir()}
     with_anns = {a["image_id"] for a in data["annotations"] if not a["iscrowd"]}
