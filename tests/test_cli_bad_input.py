@@ -343,3 +343,12 @@ def test_the_console_script_prints_one_line(args, expected, files):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], run.stderr
 
+
+
+def test_a_missing_optional_package_is_bad_input_not_a_crash(monkeypatch):
+    """A command whose extra is not installed names the package (here: gradio for the demo)."""
+    monkeypatch.setitem(sys.modules, "gradio", None)
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "Traceback" not in result.output
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "gradio" in line and "masktok[demo]" in line

@@ -4,9 +4,10 @@ Every command runs inside :class:`MasktokGroup`, so the rules hold everywhere:
 
 - bad input — a usage error (unknown option, missing or invalid value), a value the library
   rejects (``ValueError``, masktok's :class:`~masktok.errors.MasktokError`), a file that cannot be
-  read or written (``OSError``), a missing optional package — prints exactly one line
-  ``error: <the input>: <the problem>`` on stderr and exits with :data:`BAD_INPUT_EXIT_CODE` (2),
-  without a Python traceback (``masktok --debug …`` or ``MASKTOK_DEBUG=1`` prints it first);
+  read or written (``OSError``), a missing optional package (``ModuleNotFoundError``) — prints
+  exactly one line ``error: <the input>: <the problem>`` on stderr and exits with
+  :data:`BAD_INPUT_EXIT_CODE` (2), without a Python traceback (``masktok --debug …`` or
+  ``MASKTOK_DEBUG=1`` prints it first);
 - Ctrl+C exits with :data:`INTERRUPTED_EXIT_CODE` (130);
 - anything else is a bug in masktok and keeps its traceback (exit code 1).
 """
@@ -26,7 +27,7 @@ try:  # typer ≥ 0.24 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer runs on click itself
     from click import exceptions as click_errors
 
-from masktok.errors import MasktokError
+from masktok.errors import MasktokError, MissingDependencyError
 
 BAD_INPUT_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130
@@ -90,6 +91,12 @@ class MasktokGroup(TyperGroup):
             code = INTERRUPTED_EXIT_CODE
         except (click_errors.ClickException, *USER_ERRORS) as error:
             report(error)
+            code = BAD_INPUT_EXIT_CODE
+        except ModuleNotFoundError as error:
+            if (error.name or "masktok").split(".")[0] == "masktok":
+                raise  # masktok's own module missing: a broken installation, a bug
+            report(MissingDependencyError(f"this command needs the package {error.name!r}, which is not "
+                                          "installed: pip install the masktok extra that provides it (README)"))
             code = BAD_INPUT_EXIT_CODE
         else:
             # Without standalone mode click returns the command's value (None), or the code of
