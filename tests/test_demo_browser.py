@@ -288,6 +288,7 @@ def screenshot(page, tab: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_demo_in_a_real_browser(demo_server, upload_files):
     from playwright.sync_api import expect, sync_playwright
 

@@ -164,6 +164,7 @@ def test_caption_metrics_skip_message_without_java(monkeypatch):
         caption_scores({1: ["a dog"]}, {1: "a dog"})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(caption_metrics_unavailable() is not None, reason=str(caption_metrics_unavailable()))
 def test_meteor_and_cider_through_pycocoevalcap():
     refs = {1: ["a man rides a horse on the beach"], 2: ["two dogs play in the snow"],

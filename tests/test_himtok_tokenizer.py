@@ -54,6 +54,7 @@ def test_batching_does_not_change_results(tok, masks):
     assert torch.allclose(tok.decode_logits(codes, batch_size=1), tok.decode_logits(codes), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_every_prefix_decodes_to_the_requested_size(tok, masks):
     codes = tok.encode(None, masks)
     previous = None

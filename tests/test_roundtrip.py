@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -67,6 +68,7 @@ def test_roundtrip_writes_words_masks_overlays_and_scores(tmp_path):
     assert "mIoU" in result.output
 
 
+@pytest.mark.slow
 def test_shipped_tokenizer_reproduces_the_readme_scores(tmp_path, test_data):
     """The documented evaluation command gives the numbers the README and model card state."""
     out = tmp_path / "eval.json"

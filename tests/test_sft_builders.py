@@ -327,6 +327,7 @@ def test_multi_round_brings_earlier_masks_back(coco_images, words, himtok, tmp_p
     assert answered_then_asked > 0
 
 
+@pytest.mark.slow
 def test_himtok_formats(coco_images, coco, words, himtok, tmp_path):
     targets = sft.targets_from_instances(coco_images[:6])
     result = sft.build_himtok(targets, words, config(tmp_path), mix=False, token_lengths=(2, 4))

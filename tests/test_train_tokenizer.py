@@ -60,6 +60,7 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(100, 100, 0.1, 0.2) == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_train_on_real_and_synthetic_masks(tiny_model_dir, tmp_path, test_data):
     from masktok.tokenizers.himtok import HiMTok
 
@@ -85,6 +86,7 @@ def test_train_on_real_and_synthetic_masks(tiny_model_dir, tmp_path, test_data):
     assert any(not torch.equal(start[k], trained[k]) for k in start)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tiny_model_dir, tmp_path):
     full = train_tokenizer(_config(tiny_model_dir, tmp_path / "full"))
     first = train_tokenizer(_config(tiny_model_dir, tmp_path / "split", stop_at_step=3))
@@ -160,6 +162,7 @@ def test_killed_run_resumes_with_the_same_next_batch(tiny_model_dir, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_samtok_recipe_trains_only_the_mask_encoder_and_decoder(tmp_path):
     from real_data import yolo_from_coco
 
@@ -195,6 +198,7 @@ def test_config_errors():
         TrainConfig(family="samtok")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_its_step_and_no_later_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
     from masktok.train.tokenizer.objectives import HiMTokObjective
 
