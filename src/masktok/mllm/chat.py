@@ -26,11 +26,11 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor
 from masktok.mllm.conversation import Conversation, add_user_turn
-from masktok.mllm.prompts import PHRASE_END, PHRASE_START
 from masktok.mllm.results import ChatResult, build_chat_result
 from masktok.mllm.span_masks import decode_span_masks, should_decode
+from masktok.words.prompts import PHRASE_END, PHRASE_START
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
-from masktok.mllm.zoom import ZoomConfig
+from masktok.masks.zoom import ZoomConfig
 from masktok.words import MaskSpan
 
 

@@ -3,7 +3,6 @@
 * :mod:`~masktok.serving.vllm_grammar`: the grammar as a vLLM logits-processor plugin
   (``vllm serve … --logits-processors masktok.serving.vllm_grammar:MaskGrammarLogitsProcessor``);
   it imports vLLM, nothing else here does.
-* :mod:`~masktok.serving.lark_grammar`: the same grammar for structured outputs (llguidance Lark).
 * :mod:`~masktok.serving.client`: :class:`MaskClient`, masks in and out over the chat API.
 * :mod:`~masktok.serving.launcher`: the ``vllm serve`` command behind ``masktok serve``.
 

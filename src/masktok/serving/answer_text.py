@@ -10,7 +10,7 @@ phrases and masks line up as in :func:`masktok.mllm.answer.layout_answer`.
 from __future__ import annotations
 
 from masktok.mllm.answer import AnswerLayout, LocatedSpan, PhraseMark
-from masktok.mllm.prompts import PHRASE_END, PHRASE_START
+from masktok.words.prompts import PHRASE_END, PHRASE_START
 from masktok.words import MaskVocabulary, parse_mask_words
 
 

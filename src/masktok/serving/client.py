@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from masktok.masks.zoom import ZoomConfig
 from masktok.mllm.chat import history_text
 from masktok.mllm.conversation import Conversation, add_user_turn
 from masktok.mllm.results import ChatResult, build_chat_result
 from masktok.mllm.span_masks import decode_span_masks
-from masktok.mllm.zoom import ZoomConfig
 from masktok.serving.answer_text import layout_text_answer
 from masktok.serving.vllm_protocol import GRAMMAR_ARG, NUM_CODES_ARG
 from masktok.words import MaskVocabulary
