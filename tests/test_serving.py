@@ -79,7 +79,8 @@ def test_engine_grammar_state_after_a_prompt_and_placeholders():
     level0 = ids[vocab.code_token(0, 3)]
     state = grammar.initial_state([7, start, level0])  # the prompt opens a span
     assert (state.inside, state.num_codes) == (True, 1)
-    assert grammar.initial_state([start, level0, ids[vocab.code_token(1, 0)], end, 9]).inside is False
+    closed = [start, level0, ids[vocab.code_token(1, 0)], end, 9]
+    assert grammar.initial_state(closed).inside is False
     state = grammar.advance(grammar.initial_state(None), [4, start, -1])  # -1: not sampled yet
     assert (state.inside, state.num_codes, state.seen) == (True, 0, 2)
     with pytest.raises(ValueError, match="mask tokens missing"):

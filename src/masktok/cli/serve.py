@@ -10,15 +10,18 @@ import typer
 
 
 def serve(
-    model_dir: Path = typer.Argument(..., help="Model folder (official SAMTok VLM or masktok-saved)."),
+    model_dir: Path = typer.Argument(
+        ..., help="Model folder (official SAMTok VLM or masktok-saved)."),
     host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
     port: int = typer.Option(8000, help="Port of the OpenAI-compatible API."),
-    served_model_name: str = typer.Option(None, help="Name clients ask for (default: the folder's name)."),
+    served_model_name: str = typer.Option(
+        None, help="Name clients ask for (default: the folder's name)."),
     mask_vocabulary: str = typer.Option(
         None, help="samtok:<codebook>x<levels> or himtok:<codebook>x<max codes> "
                    "(default: read off the tokenizer)."),
     grammar: bool = typer.Option(True, help="Load the grammar plugin (requests may opt out)."),
-    vllm: str = typer.Option(None, help="The vllm executable (default: $MASKTOK_VLLM or vllm on the PATH)."),
+    vllm: str = typer.Option(
+        None, help="The vllm executable (default: $MASKTOK_VLLM or vllm on the PATH)."),
     dry_run: bool = typer.Option(False, help="Print the command and environment, start nothing."),
     vllm_args: list[str] = typer.Argument(None, help="More `vllm serve` arguments, after `--`."),
 ) -> None:

@@ -101,7 +101,8 @@ def openai_messages(conversation: Conversation, *, send_images: bool) -> list[di
             if item["type"] == "image":
                 image = next(images)
                 if send_images:
-                    content.append({"type": "image_url", "image_url": {"url": image_data_url(image)}})
+                    content.append({"type": "image_url",
+                                    "image_url": {"url": image_data_url(image)}})
             else:
                 content.append({"type": "text", "text": item["text"]})
         if not send_images and all(c["type"] == "text" for c in content):
