@@ -14,7 +14,8 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
     "torch==2.14.1" "torchvision==0.29.1" -e ".[dev,mllm,serve]"
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.14.1" -e ".[serve]"
+"$venv/bin/python" -c "import httpx" 2>/dev/null || \
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.14.1" -e ".[serve]"
 start=$SECONDS
 MASKTOK_VLLM_TESTS=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider -s -rA \
   tests/test_serving_vllm.py "$@"
