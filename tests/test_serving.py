@@ -234,6 +234,7 @@ def test_client_batches_concurrently_in_order_and_reads_words_only():
     (200, b"<html>not json</html>", "not JSON"),
     (200, {"choices": []}, "no choices"),
     (200, {"choices": [{"message": {"content": ["x"]}}]}, "not text"),
+    (200, {"choices": [{"message": {"content": None}}]}, "not text"),
 ])
 def test_client_reports_a_failing_or_malformed_reply(status, payload, message):
     with ChatServer(lambda body: (status, payload)) as server:

@@ -132,7 +132,10 @@ class MaskClient:
                  options: ServingOptions = ServingOptions(), zoom: ZoomConfig | None = ZoomConfig(),
                  api_key: str | None = None, timeout: float = 600.0,
                  max_concurrency: int = 8) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise ImportError("MaskClient needs httpx: pip install 'masktok[serve]'") from None
 
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url: expected an http(s) URL, got {base_url!r}")
@@ -262,8 +265,6 @@ class MaskClient:
             raise ServerError(f"{url}: the reply has no choices: {str(payload)[:200]}")
         message = choices[0].get("message") if isinstance(choices[0], dict) else None
         content = message.get("content") if isinstance(message, dict) else None
-        if content is None:
-            content = ""  # an answer of no text (e.g. the budget ended at once) is empty
         if not isinstance(content, str):
             raise ServerError(f"{url}: the answer's content is not text: {str(content)[:200]}")
         return content
