@@ -260,6 +260,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
                                "cuda"], ["--device", "no CUDA GPU"]),
     ("chat-mask-size-not-image-size", ["chat", "--model", "{empty_dir}", "--image", "{image}", "--prompt", "<mask>",
                                        "--mask", "{root}/small_mask.png"], ["--mask", "small_mask.png", "40x56"]),
+    # serve
+    ("serve-folder-without-config", ["serve", "{empty_dir}", "--dry-run"], ["empty_dir", "config.json"]),
+    ("serve-port-out-of-range", ["serve", "{empty_dir}", "--dry-run", "--port", "70000"], ["port", "70000"]),
     # demo
     ("demo-missing-tokenizer", ["demo", "--tokenizer", "{missing}"], ["--tokenizer", "does_not_exist"]),
     ("demo-port-zero", ["demo", "--port", "0"], ["--port", "greater than or equal to 1"]),
@@ -281,7 +284,7 @@ def test_the_table_covers_every_command():
     assert len(CASES) >= 60 and len({case_id for case_id, _, _ in CASES}) == len(CASES)
     commands = {args[0] if args[0] not in ("words", "masks", "eval", "train", "vlm") else " ".join(args[:2])
                 for _, args, _ in CASES}
-    expected = {"encode", "decode", "roundtrip", "tokenize-dataset", "build-sft", "chat", "demo", "version",
+    expected = {"encode", "decode", "roundtrip", "tokenize-dataset", "build-sft", "chat", "demo", "version", "serve",
                 "words parse", "words format", "words short", "masks convert", "vlm add-vocab",
                 "train tokenizer", "train export", "train sft", "train grpo",
                 *(f"eval {task}" for task in ("res", "rec", "recon", "ovseg"))}
