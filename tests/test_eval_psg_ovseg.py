@@ -78,8 +78,8 @@ def test_psg_ranking_duplicates_and_edge_cases():
         evaluate_psg([GT], [])
 
 
-def test_openpsg_reader_on_real_panoptic_pngs(shared_data, tmp_path):
-    src = shared_data / "coco_panoptic_sample"
+def test_openpsg_reader_on_real_panoptic_pngs(test_data, tmp_path):
+    src = test_data / "coco_panoptic_sample"
     pan = json.loads((src / "panoptic_examples.json").read_text())
     cats = json.loads((src / "panoptic_coco_categories.json").read_text())
     things = [c for c in cats if c["isthing"]]
@@ -139,8 +139,8 @@ def test_semseg_miou_hand_computed():
         SemSegConfusion(2).compute()
 
 
-def test_voc_label_pngs_with_background_reduced(shared_data):
-    voc = shared_data / "voc_labelme" / "voc"
+def test_voc_label_pngs_with_background_reduced(voc_labelme):
+    voc = voc_labelme / "voc"
     ds = read_semseg_dir(voc / "SegmentationClass", voc / "class_names.txt", reduce_zero_label=True)
     assert len(ds.classes) == 20 and ds.classes[0] == "aeroplane"
     conf = SemSegConfusion(len(ds.classes))

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_path
+
 app = typer.Typer(help="Evaluate predictions: RES, GRES, REC, GCG, PSG, open-vocabulary "
                        "segmentation, tokenizer reconstruction, mask perception.",
                   no_args_is_help=True)
@@ -20,8 +22,10 @@ console = Console()
 
 PRED = typer.Option(..., "--predictions", "-p", exists=True, dir_okay=False, help="Prediction JSONL.")
 OUT = typer.Option(..., "--out", "-o", file_okay=False, help="Report folder (created).")
-TOKENIZER = typer.Option(None, "--tokenizer", "-t", exists=True,
-                         help="Tokenizer folder/file to decode mask words in text answers.")
+TOKENIZER = typer.Option(None, "--tokenizer", "-t",
+                         help="Tokenizer that decodes the mask words of text answers: the one the predictions "
+                              "were made with ('default' for the shipped one, or a folder/file). There is no "
+                              "implicit default: another tokenizer's words would decode into wrong masks.")
 TOKENIZER_KIND = typer.Option(None, "--tokenizer-kind",
                               help="himtok, samtok or package.module:Class (default: detected).")
 IMAGES = typer.Option(None, "--images", exists=True, file_okay=False,
@@ -33,12 +37,13 @@ ALLOW_MISSING = typer.Option(False, "--allow-missing",
 WORST = typer.Option(5, "--worst", min=0, help="How many worst-case overlays to draw.")
 
 
-def _tokenizer(path: Optional[Path], kind: Optional[str], device: str) -> Any:
+def _tokenizer(path: Optional[str], kind: Optional[str], device: str) -> Any:
+    check_device(device)
     if path is None:
         return None
     from masktok.eval.runner import load_tokenizer
 
-    return load_tokenizer(path, kind, device=device)
+    return load_tokenizer(tokenizer_path(path), kind, device=device)
 
 
 def _show(result: Any) -> None:
@@ -59,12 +64,7 @@ def _show(result: Any) -> None:
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        result = fn(*args, **kwargs)
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
-    _show(result)
+    _show(fn(*args, **kwargs))
 
 
 @app.command("res")
@@ -75,7 +75,7 @@ def res(predictions: Path = PRED,
         instances: Optional[Path] = typer.Option(None, "--instances", exists=True,
                                                  help="COCO instances JSON for a refs file."),
         split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Referring expression segmentation: cIoU, gIoU, Pr@0.5…0.9."""
@@ -94,7 +94,7 @@ def gres(predictions: Path = PRED,
          instances: Optional[Path] = typer.Option(None, "--instances", exists=True,
                                                   help="COCO instances JSON for a grefs file."),
          split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
-         tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
          images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
          allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Generalised RES (gRefCOCO, ReLA's evaluator): cIoU, gIoU, N-acc, T-acc, Pr@0.7…0.9."""
@@ -118,7 +118,7 @@ def rec(predictions: Path = PRED,
                                             help="Score the tight box of the answer's masks."),
         instances: Optional[Path] = typer.Option(None, "--instances", exists=True),
         split: Optional[str] = typer.Option(None, "--split"),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Referring expression comprehension: Acc@0.5/0.7/0.9 of boxes."""
@@ -129,8 +129,10 @@ def rec(predictions: Path = PRED,
         try:
             w, h = (int(v) for v in input_size.lower().split("x"))
         except ValueError:
-            console.print(f"[red]error:[/] --input-size must look like 1288x728, got {input_size!r}")
-            raise typer.Exit(code=2) from None
+            raise typer.BadParameter(f"expected WxH, e.g. 1288x728, got {input_size!r}",
+                                     param_hint="--input-size") from None
+        if w <= 0 or h <= 0:
+            raise typer.BadParameter(f"expected positive WxH, got {input_size!r}", param_hint="--input-size")
         frame = (w, h)
     _run(run_rec, predictions, annotations, out, box_format=box_format, input_size=frame,
          box_from_masks=box_from_masks, instances=instances, split=split,
@@ -150,7 +152,7 @@ def gcg(predictions: Path = PRED,
                                                        "(GLaMM: bert-base-uncased); default: lexical."),
         no_caption_metrics: bool = typer.Option(False, "--no-caption-metrics",
                                                 help="Skip METEOR/CIDEr."),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
@@ -171,7 +173,7 @@ def psg(predictions: Path = PRED,
         panoptic_root: Path = typer.Option(..., "--panoptic-root", exists=True, file_okay=False,
                                            help="Folder the pan_seg_file_name paths are relative to."),
         split: str = typer.Option("test", "--split", help="test, train, or all."),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING) -> None:
     """Panoptic scene graphs: R@K and mR@K (OpenPSG and corrected)."""
@@ -191,15 +193,15 @@ def ovseg(predictions: Path = PRED,
                                                  help="Class names file (with a label folder)."),
           reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label",
                                                  help="Label 0 is background: ignore it, shift the rest."),
-          tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+          tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
           images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
           allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Open-vocabulary semantic segmentation: mIoU (smaller area wins overlaps)."""
     from masktok.eval.scene_runner import run_ovseg
 
     if annotations.is_dir() and classes is None:
-        console.print("[red]error:[/] a label folder needs --classes")
-        raise typer.Exit(code=2)
+        raise typer.BadParameter(f"{annotations} is a label folder, which needs --classes",
+                                 param_hint="--annotations")
     _run(run_ovseg, predictions, annotations, out, classes=classes, reduce_zero_label=reduce_zero_label,
          tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
@@ -208,7 +210,7 @@ def ovseg(predictions: Path = PRED,
 @app.command("recon")
 def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=True,
                                            help="COCO instances JSON whose masks are reconstructed."),
-          tokenizer: Path = typer.Option(..., "--tokenizer", "-t", exists=True, help="Tokenizer to test."),
+          tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", "-t", help="Tokenizer to test: " + TOKENIZER_HELP),
           out: Path = OUT, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
           images: Optional[Path] = IMAGES, device: str = DEVICE,
           prefix_lengths: Optional[str] = typer.Option(None, "--prefix-lengths",
@@ -223,8 +225,10 @@ def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=Tr
         try:
             lengths = [int(v) for v in prefix_lengths.split(",")]
         except ValueError:
-            console.print(f"[red]error:[/] --prefix-lengths must be integers, got {prefix_lengths!r}")
-            raise typer.Exit(code=2) from None
+            raise typer.BadParameter(f"expected comma-separated integers, got {prefix_lengths!r}",
+                                     param_hint="--prefix-lengths") from None
+        if any(length < 1 for length in lengths):
+            raise typer.BadParameter(f"code lengths start at 1, got {prefix_lengths!r}", param_hint="--prefix-lengths")
     _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device), out, image_root=images,
          prefix_lengths=lengths, max_images=max_images, worst=worst)
 

@@ -56,8 +56,9 @@ class AnswerDecoder:
 
     def decode(self, text: str, size: tuple[int, int], file_name: str | None) -> DecodedAnswer:
         if self.tokenizer is None:
-            raise ValueError("a prediction holds a text answer with mask words: a tokenizer is "
-                             "needed to decode it (masktok eval … --tokenizer PATH)")
+            raise ValueError("a prediction holds a text answer with mask words: a tokenizer is needed to "
+                             "decode it (masktok eval … --tokenizer: the one that made the predictions, "
+                             "'default' for the shipped one)")
         return decode_answer(self.tokenizer, self.image(file_name), text, size, self.lenient)
 
 
