@@ -25,6 +25,9 @@ target / target           TN                 I       U               I / U
 * Ratios whose denominator is 0 where the official evaluator would divide by zero (cIoU with
   ΣU = 0, Pr@t or T-acc with no targeted sample) are ``nan``.
 
+Both protocols (:mod:`masktok.eval.protocol`) score GRES alike: the official evaluator divides
+exactly and has no edge case masktok would resolve differently.
+
 An FP sample keeps the predicted mask in U exactly as ReLA does: when an explicit no-target flag
 comes with masks, U = |pred ∪ GT|. A ground truth flagged no-target must be empty (else
 ``ValueError``). Values are fractions in [0, 1]; the paper tables print them ×100.

@@ -15,14 +15,15 @@ return an empty merge or a zero IoU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from masktok.masks import check_rle
+from masktok.masks import check_rle, check_rles
 
 # pycocotools' ``area`` overflows on lists longer than 255 RLEs; feed it in chunks.
 _AREA_CHUNK = 200
@@ -41,6 +42,25 @@ class _CheckedRLE(dict):
     """A dict RLE that :func:`check_rle` has accepted (so it is not parsed twice)."""
 
 
+def coco_rle_groups(groups: Sequence[Sequence[Any]], name: Callable[[int, int], str]
+                    ) -> list[list[dict]]:
+    """Validate lists of RLEs (e.g. the masks of every record of a file) in one batch
+    (:func:`masktok.masks.check_rles`, vectorised over all of them) → the same lists in
+    :func:`coco_rle`'s form. ``name(g, i)`` names mask ``i`` of group ``g`` in errors."""
+    flat: list[Any] = []
+    where: list[tuple[int, int]] = []
+    for g, group in enumerate(groups):
+        for i, rle in enumerate(group):
+            if not isinstance(rle, _CheckedRLE):
+                flat.append(rle)
+                where.append((g, i))
+    checked = check_rles(flat, name=lambda k: name(*where[k]))
+    out = [list(group) for group in groups]
+    for (g, i), rle in zip(where, checked):
+        out[g][i] = _CheckedRLE(rle)
+    return out
+
+
 def rle_size(rle: dict) -> tuple[int, int]:
     """(H, W) of a COCO RLE."""
     return int(rle["size"][0]), int(rle["size"][1])
@@ -48,7 +68,12 @@ def rle_size(rle: dict) -> tuple[int, int]:
 
 def empty_rle(height: int, width: int) -> dict:
     """The compressed RLE of an all-false (height, width) mask."""
-    return _CheckedRLE(mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0])
+    return _CheckedRLE(_empty_rle(int(height), int(width)))
+
+
+@lru_cache(maxsize=16)
+def _empty_rle(height: int, width: int) -> dict:
+    return mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
 
 
 def encode_masks(masks: np.ndarray) -> list[dict]:

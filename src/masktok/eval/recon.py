@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from masktok.eval.iou import torch_intersection_union
+from masktok.eval.protocol import STRICT
 from masktok.eval.res import res_sample_iou
 
 
@@ -80,7 +81,7 @@ def reconstruction_ious(tokenizer: Any, image: Any, masks: Any,
         if tuple(decoded.shape) != (n, h, w):
             raise ValueError(f"tokenizer.decode returned {tuple(decoded.shape)}, expected {(n, h, w)}")
         inter, union = torch_intersection_union(decoded, gt, device=decoded.device)
-        out[length] = res_sample_iou(inter, union).cpu().numpy()
+        out[length] = res_sample_iou(inter, union, STRICT).cpu().numpy()
     return out
 
 
