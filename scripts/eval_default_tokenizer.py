@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from masktok.annotations import read_coco_instances
-from masktok.train.validation import tokenizer_reconstruction_miou
+from masktok.train.tokenizer.validation import tokenizer_reconstruction_miou
 
 
 def main() -> None:

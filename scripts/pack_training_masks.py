@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from masktok.data.mask_datasets import load_sources, pack_masks
+from masktok.data.mask_pools.sources import load_sources, pack_masks
 
 
 def training_sources(root: Path) -> list[str]:

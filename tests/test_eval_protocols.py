@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 
 from masktok.cli import app
 from masktok.eval.gcg import GCGSample, evaluate_gcg
-from masktok.eval.iou import encode_masks
+from masktok.masks.iou import encode_masks
 from masktok.eval.psg import SceneGraph, evaluate_psg
 from masktok.eval.rec_answers import answer_box
 from masktok.eval.res import res_metrics
 from masktok.eval.runner import run_rec
-from masktok.eval.text_similarity import glamm_similarity, lexical_similarity
+from masktok.words.phrase_similarity import glamm_similarity, lexical_similarity
 from masktok.masks import mask_to_rle
 
 RIDING, ON = 3, 5

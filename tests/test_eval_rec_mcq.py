@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from masktok.eval.iou import encode_masks
+from masktok.masks.iou import encode_masks
 from masktok.eval.perception import multiple_choice_accuracy, parse_choice
 from masktok.eval.rec import box_iou, mask_box, rec_metrics, xywh_to_xyxy
 from masktok.eval.rec_answers import answer_box, box_to_pixels, parse_boxes

@@ -168,7 +168,7 @@ def gcg(predictions: Path = PRED,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
     from masktok.eval.scene_runner import run_gcg
-    from masktok.eval.text_similarity import glamm_similarity
+    from masktok.words.phrase_similarity import glamm_similarity
 
     _run(lambda: run_gcg(predictions, annotations, out, captions=captions, protocol=protocol,
                          similarity=glamm_similarity(text_model, device, hf_cache),

@@ -13,7 +13,7 @@ caption, its phrases and one mask per phrase. Metrics (fractions in [0, 1]):
   matrix: the global maximum pair is accepted when its IoU ≥ 0.5 *and* the phrase similarity ≥
   0.5; the first maximum that fails either test ends the image's matching (GLaMM's rule, kept).
   Recall = accepted pairs / ground-truth phrases over the whole set. Phrase similarity: GLaMM's
-  ``bert-base-uncased`` score when available (:func:`masktok.eval.text_similarity.glamm_similarity`).
+  ``bert-base-uncased`` score when available (:func:`masktok.words.phrase_similarity.glamm_similarity`).
 * **METEOR, CIDEr** — pycocoevalcap on the captions (see :mod:`masktok.eval.caption_metrics`).
 
 The one edge case the protocols (:mod:`masktok.eval.protocol`) score differently is a predicted
@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from masktok.eval.coco import CocoEvalResult, coco_evaluate
-from masktok.eval.iou import check_rle_sizes, coco_rle, rle_areas, rle_iou_matrix
+from masktok.masks.iou import check_rle_sizes, coco_rle, greedy_matched_ious, rle_areas, rle_iou_matrix
 from masktok.eval.protocol import REFERENCE, check_protocol
-from masktok.eval.text_similarity import (
+from masktok.words.phrase_similarity import (
     DEFAULT_TEXT_SIMILARITY,
     LEXICAL,
     PhraseSimilarity,
@@ -88,18 +88,6 @@ def gcg_iou_matrix(masks_a: Sequence[dict], masks_b: Sequence[dict], protocol: s
         empty_b = rle_areas(list(masks_b)) == 0
         ious[empty_a[:, None] & empty_b[None, :]] = np.nan
     return ious
-
-
-def greedy_matched_ious(iou: np.ndarray) -> list[float]:
-    """GLaMM's one-to-one greedy matching on an (M, N) IoU matrix → the matched IoUs in order
-    (a NaN anywhere makes the maximum NaN and the matching records nothing, as in GLaMM)."""
-    work = np.array(iou, dtype=np.float64)
-    matched: list[float] = []
-    while work.size > 0 and work.max() > 0:
-        r, c = np.unravel_index(int(np.argmax(work)), work.shape)
-        matched.append(float(work[r, c]))
-        work = np.delete(np.delete(work, r, axis=0), c, axis=1)
-    return matched
 
 
 def image_miou(pred_masks: Sequence[dict], gt_masks: Sequence[dict], protocol: str = REFERENCE) -> float:
@@ -220,9 +208,9 @@ def evaluate_gcg(references: Sequence[GCGSample], predictions: Sequence[GCGSampl
     """AP50, mIoU and recall over a set of images (captions are scored separately by
     :func:`masktok.eval.caption_metrics.caption_scores`; pass the result as ``caption_scores``).
 
-    ``similarity``: ``None`` — :func:`~masktok.eval.text_similarity.glamm_similarity` (GLaMM's
+    ``similarity``: ``None`` — :func:`~masktok.words.phrase_similarity.glamm_similarity` (GLaMM's
     bert-base-uncased from the local cache, else lexical with a headline warning); a
-    :class:`~masktok.eval.text_similarity.PhraseSimilarity`; or any text-similarity callable
+    :class:`~masktok.words.phrase_similarity.PhraseSimilarity`; or any text-similarity callable
     (reported as ``"custom"``). ``per_image``, when given, receives one dict per image
     (image_id, miou, matched, gt_phrases).
     """

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from masktok.eval.iou import check_rle_sizes, coco_rle, rle_iou_matrix
 from masktok.eval.protocol import REFERENCE, STRICT, check_protocol
+from masktok.masks.iou import check_rle_sizes, coco_rle, rle_iou_matrix
 
 PSG_NUM_PREDICATES = 56
 PSG_KS: tuple[int, ...] = (20, 50, 100)

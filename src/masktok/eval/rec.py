@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from masktok.eval.iou import coco_rle
 from masktok.eval.rec_answers import ParsedBox
+from masktok.masks.iou import coco_rle
 
 REC_THRESHOLDS: tuple[float, ...] = (0.5, 0.7, 0.9)
 

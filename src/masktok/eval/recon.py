@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from masktok.eval.iou import torch_intersection_union
 from masktok.eval.protocol import STRICT
+from masktok.masks.iou import torch_intersection_union
 from masktok.eval.res import res_sample_iou
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from masktok.eval.iou import intersection_union
 from masktok.eval.protocol import REFERENCE, check_protocol
+from masktok.masks.iou import intersection_union
 
 RES_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 LISA_SAMPLE_EPS = 1e-5  # LISA: I / (U + 1e-5) per sample

@@ -116,7 +116,7 @@ def crop_box_frames(masks: torch.Tensor, boxes: torch.Tensor, out_size: int) -> 
     Returns:
         (N, 1, S, S) float32 in [0, 1].
     """
-    from masktok.data.augment import apply_augment, identity_params
+    from masktok.masks.augment import apply_augment, identity_params
 
     n, height, width = masks.shape
     sizes = torch.tensor([height, width], device=masks.device).expand(n, 2)
