@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -114,25 +115,30 @@ def write_distinct_jsonl(samples: int, size: tuple[int, int], workdir: Path) -> 
     return ann, pred
 
 
-def time_runner(ann: Path, pred: Path, workdir: Path) -> dict[str, float]:
+def time_runner(ann: Path, pred: Path, workdir: Path) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds of ``run_referring`` per task, in this process."""
     out = {}
     for task in ("res", "gres"):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run_referring(task, pred, ann, workdir / task)
-        out[task] = time.perf_counter() - start
+        out[task] = (time.perf_counter() - start, time.process_time() - cpu)
     return out
 
 
-def time_cli(ann: Path, pred: Path, workdir: Path) -> dict[str, float]:
-    """Wall time of ``masktok eval res|gres`` as fresh processes (start-up and imports included)."""
+def time_cli(ann: Path, pred: Path, workdir: Path) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds of ``masktok eval res|gres`` as fresh processes (start-up and imports
+    included; CPU = user + system time of the child)."""
     exe = shutil.which("masktok") or ""
     cmd = [exe] if exe else [sys.executable, "-c", "from masktok.cli import main; main()"]
     out = {}
     for task in ("res", "gres"):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(cmd + ["eval", task, "-p", str(pred), "-a", str(ann), "-o", str(workdir / f"cli_{task}")],
                        check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
-        out[task] = time.perf_counter() - start
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out[task] = (wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return out
 
 
@@ -167,12 +173,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ann, pred = write_distinct_jsonl(args.samples, size, Path(tmp))
             if "runner" in args.modes:
-                for task, seconds in time_runner(ann, pred, Path(tmp)).items():
-                    results[f"run_referring {task} (JSONL → report)"] = seconds
+                for task, (wall, cpu) in time_runner(ann, pred, Path(tmp)).items():
+                    results[f"run_referring {task} (JSONL → report)"] = wall
+                    results[f"run_referring {task} CPU time"] = cpu
             if "cli" in args.modes:
-                for task, seconds in time_cli(ann, pred, Path(tmp)).items():
-                    results[f"masktok eval {task} (process)"] = seconds
-    print(f"{args.samples} samples at {args.width}x{args.height}, torch threads {torch.get_num_threads()}")
+                for task, (wall, cpu) in time_cli(ann, pred, Path(tmp)).items():
+                    results[f"masktok eval {task} (process)"] = wall
+                    results[f"masktok eval {task} CPU time"] = cpu
+    print(f"{args.samples} samples at {args.width}x{args.height}, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
     for name, seconds in results.items():
         print(f"  {name:38s} {seconds:7.2f} s   {args.samples / seconds:9.0f} samples/s")
     if args.out is not None:

@@ -81,6 +81,14 @@ def check_rles(rles: Sequence[Any], size: Sequence[int] | None = None,
     return out  # type: ignore[return-value]
 
 
+def _segmented_cumsum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Cumulative sums of ``x`` restarting at every index of ``starts`` (sorted, the first 0)."""
+    y = x.copy()
+    if len(starts) > 1:
+        y[starts[1:]] -= np.add.reduceat(x, starts)[:-1]
+    return np.cumsum(y)
+
+
 def _bad_compressed(strings: list[bytes], hw: np.ndarray) -> np.ndarray:
     """(M,) bool: which compressed counts strings are malformed or disagree with (H, W) (M, 2)."""
     m = len(strings)
@@ -118,20 +126,23 @@ def _bad_compressed(strings: list[bytes], hw: np.ndarray) -> np.ndarray:
         np.add.at(values, count, (c[more].astype(np.int64) & 0x1F) << shift)
     # undo the difference coding, string by string: from the fourth count on (index 3),
     # counts[j] += counts[j - 2], i.e. run j is the sum of the values at j, j-2, ... down to
-    # index 1 (odd j) or index 2 (even j)
-    first_count = np.cumsum(per_string) - per_string
-    j = np.arange(len(values)) - np.repeat(first_count, per_string)
-    runs = values.copy()
-    for chain in ((j & 1) == 1, ((j & 1) == 0) & (j >= 2)):
-        total = np.cumsum(np.where(chain, values, 0))
-        before = np.where(first_count > 0, total[np.maximum(first_count - 1, 0)], 0)
-        runs[chain] = (total - np.repeat(before, per_string))[chain]
+    # index 1 (odd j) or index 2 (even j); index 0 is its own run
+    has_counts = per_string > 0
+    starts = (np.cumsum(per_string) - per_string)[has_counts]  # the first count of each string
+    j = _segmented_cumsum(np.ones(len(values), dtype=np.int64), starts) - 1
+    odd = (j & 1) == 1
+    odd_values = np.where(odd, values, 0)
+    even_values = values - odd_values
+    even_values[starts] = 0
+    runs = np.where(odd, _segmented_cumsum(odd_values, starts), _segmented_cumsum(even_values, starts))
+    runs[starts] = values[starts]
     pixels = hw[:, 0] * hw[:, 1]
-    out_of_range = (runs < 0) | (runs > np.repeat(pixels, per_string))
+    # every run in [0, H·W] and their sum H·W; runs above the largest image are out of range
+    # whatever their string (this also keeps the sums below far from int64 overflow)
+    out_of_range = (runs < 0) | (runs > pixels.max())
     if out_of_range.any():
         bad[string_of_count[out_of_range]] = True
         runs = np.where(out_of_range, 0, runs)
     sums = np.zeros(m, dtype=np.int64)
-    has_counts = per_string > 0
-    sums[has_counts] = np.add.reduceat(runs, first_count[has_counts])
+    sums[has_counts] = np.add.reduceat(runs, starts)
     return bad | (sums != pixels)
