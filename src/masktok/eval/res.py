@@ -22,13 +22,16 @@ nothing (the union is taken); masks of different sizes → ``ValueError``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from masktok.eval.protocol import REFERENCE, check_protocol
+from masktok.masks.arrays import is_tensor
 from masktok.masks.iou import intersection_union
+
+if TYPE_CHECKING:
+    import torch
 
 RES_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 LISA_SAMPLE_EPS = 1e-5  # LISA: I / (U + 1e-5) per sample
@@ -60,7 +63,9 @@ def res_sample_iou(inter: Any, union: Any, protocol: str = REFERENCE) -> Any:
     """Per-sample IoU with the RES rule of ``protocol`` (1.0 when U = 0). numpy in → numpy out,
     torch → torch."""
     eps = LISA_SAMPLE_EPS if check_protocol(protocol) == REFERENCE else 0.0
-    if isinstance(inter, torch.Tensor):
+    if is_tensor(inter):
+        import torch
+
         inter_f, union_f = inter.double(), union.double()
         if eps:
             return inter_f / (union_f + eps) + (union_f == 0).double()
@@ -83,7 +88,7 @@ def res_metrics(intersections: Any, unions: Any,
     Returns:
         :class:`RESMetrics`. ``ValueError`` when N = 0 or the arrays disagree.
     """
-    use_torch = isinstance(intersections, torch.Tensor)
+    use_torch = is_tensor(intersections)
     inter = intersections if use_torch else np.asarray(intersections, dtype=np.int64)
     union = unions if use_torch else np.asarray(unions, dtype=np.int64)
     if tuple(inter.shape) != tuple(union.shape) or inter.ndim != 1:
@@ -140,9 +145,9 @@ class RESAccumulator:
 
     def add_counts(self, inter: Any, union: Any) -> None:
         """Add precomputed per-sample counts (N,) each."""
-        if isinstance(inter, torch.Tensor) != isinstance(union, torch.Tensor):
+        if is_tensor(inter) != is_tensor(union):
             raise ValueError("intersections and unions must both be numpy or both torch")
-        if self._inter and isinstance(inter, torch.Tensor) != isinstance(self._inter[0], torch.Tensor):
+        if self._inter and is_tensor(inter) != is_tensor(self._inter[0]):
             raise ValueError("cannot mix torch and numpy counts in one accumulator")
         self._inter.append(inter)
         self._union.append(union)
@@ -151,7 +156,9 @@ class RESAccumulator:
         """All per-sample counts so far: I (N,), U (N,)."""
         if not self._inter:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        if isinstance(self._inter[0], torch.Tensor):
+        if is_tensor(self._inter[0]):
+            import torch
+
             return torch.cat(self._inter), torch.cat(self._union)
         return np.concatenate(self._inter), np.concatenate(self._union)
 

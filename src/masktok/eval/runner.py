@@ -14,10 +14,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from masktok.eval.datasets import ReferringSample, load_referring
@@ -29,6 +28,10 @@ from masktok.eval.rec import box_iou, mask_box, rec_metrics, xywh_to_xyxy
 from masktok.eval.rec_answers import BOX_FORMATS, FLOAT32_FORMATS, answer_box
 from masktok.eval.report import Overlay, write_report
 from masktok.eval.res import RESAccumulator, res_sample_iou
+from masktok.masks.arrays import is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 BATCH = 512
 TOKENIZER_CLASSES = {"himtok": "masktok.tokenizers.himtok:HiMTok",
@@ -186,7 +189,7 @@ def _referring_rows(task: str, samples: list[ReferringSample], preds: list[MaskP
         inter, union, iou = s.inter, s.union, s.iou
         outcome = [OUTCOMES[k] for k in s.outcome]
     else:
-        inter, union = (np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x) for x in acc.counts())
+        inter, union = (np.asarray(x.cpu() if is_tensor(x) else x) for x in acc.counts())
         iou = res_sample_iou(inter, union, protocol)
         outcome = None
     for k, (smp, p) in enumerate(zip(samples, preds)):

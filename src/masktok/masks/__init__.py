@@ -21,7 +21,6 @@ Annotation files (COCO, panoptic, YOLO-seg, labelme) are read by :mod:`masktok.a
 """
 
 from masktok.masks.arrays import as_mask, as_mask_stack, check_size
-from masktok.masks.bits import BitMasks
 from masktok.masks.boxes import coco_bbox_to_xyxy, mask_to_box, masks_to_boxes, rle_to_box
 from masktok.masks.png import (
     index_map_to_masks,
@@ -97,3 +96,12 @@ __all__ = [
     "resize_mask",
     "fit_size",
 ]
+
+
+def __getattr__(name: str):
+    # BitMasks needs torch; import it on first use so that the numpy/RLE paths stay torch-free
+    if name == "BitMasks":
+        from masktok.masks.bits import BitMasks
+
+        return BitMasks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
