@@ -216,8 +216,8 @@ def convert_himtok_sft(source: str | Path, out_dir: str | Path, words: Any, *, r
         counts = {"converted": 0, "already_done": 0, "missing_files": 0}
         report.files[str(rel)] = counts
         records = read_himtok_sft_jsonl(path, base)
-        if target.is_file():
-            counts["already_done"] = len(records)
+        if target.is_file():  # finished by an earlier run
+            counts["already_done"] = sum(1 for line in target.open(encoding="utf-8") if line.strip())
             report.outputs.append(target)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
