@@ -229,8 +229,13 @@ def test_psg_ovseg_perception_recon(test_data, tmp_path, coco):
                     "--tokenizer-kind", "test_eval_cli:LookupTokenizer")
     assert result.exit_code == 0, result.output
     m = metrics_of(out)
-    assert m["R@20"] == pytest.approx(2 / 3) and m["corrected R@20"] == pytest.approx(2 / 3)
+    assert m["R@20"] == pytest.approx(2 / 3) and m["protocol"] == "reference"
     assert m["mR@20"] == pytest.approx((1 + 1) / 56)
+    strict = invoke("psg", "-p", tmp_path / "psg_pred.jsonl", "-a", tmp_path / "psg.json", "-o",
+                    tmp_path / "psg_strict", "--panoptic-root", src / "panoptic_examples", "--tokenizer",
+                    tmp_path / "tok", "--tokenizer-kind", "test_eval_cli:LookupTokenizer", "--protocol", "strict")
+    assert strict.exit_code == 0, strict.output
+    assert metrics_of(tmp_path / "psg_strict")["R@20"] == pytest.approx(2 / 3)  # no duplicate masks here
     assert any("not triplets" in n for n in json.loads((out / "metrics.json").read_text())["notes"])
 
     # mask perception

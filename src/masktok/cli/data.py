@@ -164,6 +164,20 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
     from masktok.annotations.grandf import read_grandf
 
     ann, images = o["annotations"], o["images"]
+    from masktok.data.sft.himtok_jsonl import (
+        build_from_himtok_jsonl,
+        is_himtok_sft_jsonl,
+        read_himtok_sft_jsonl,
+    )
+
+    if ann is not None and is_himtok_sft_jsonl(ann):
+        if task not in ("himtok", "res"):
+            raise ValueError(f"{ann} is HiMTok's SFT format (one image and one mask PNG per record, "
+                             "placeholder mask words in the answers): read it with `masktok build-sft "
+                             "himtok` or `res`, or replace its placeholders in place with `masktok "
+                             f"convert-sft-masks`; task {task!r} needs other annotations")
+        records = read_himtok_sft_jsonl(ann, images)
+        return build_from_himtok_jsonl(records, words, config, task=task)
 
     def refs() -> list:
         return sft.read_refs(_need(ann, "--annotations (refs)", task),
@@ -226,7 +240,7 @@ def build_sft_command(
                                                        "--parquet) or a tokenizer folder or file."),
     parquet: Optional[Path] = typer.Option(None, help="A finished tokenize-dataset output to read words from."),
     annotations: Optional[Path] = typer.Option(None, help="The task's annotation file (see the docs)."),
-    images: Optional[Path] = typer.Option(None, help="Image folder."),
+    images: Optional[Path] = typer.Option(None, help="Image folder (HiMTok SFT JSONL: the root its image/mask paths are relative to; default the JSONL's folder)."),
     instances: Optional[Path] = typer.Option(None, help="COCO instances JSON the refs point into."),
     captions: Optional[Path] = typer.Option(None, help="gcg: GLaMM caption GT (with --annotations = mask GT)."),
     source: str = typer.Option("coco", help="instance / multi_round / himtok input: coco | panoptic | yolo | refs."),
@@ -301,3 +315,33 @@ def _build_and_write(task: str, tokenizer: Optional[str], parquet: Optional[Path
                                    words.vocabulary)
     return write_build(result, words.vocabulary, out, formats=output_formats, render=render, seed=seed,
                        relative_to=relative_to, count_tokens=counter, console=console)
+
+
+@app.command("convert-sft-masks")
+def convert_sft_masks_command(
+    source: Path = typer.Argument(..., help="A HiMTok SFT JSONL, or a folder searched for them (recursively)."),
+    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, help=TOKENIZER_HELP),
+    out: Path = typer.Option(..., help="Output folder (the same relative layout)."),
+    root: Optional[Path] = typer.Option(None, help="Folder the 'image'/'mask' paths are relative to "
+                                                   "(default: SOURCE if a folder, else the JSONL's folder)."),
+    threshold: int = typer.Option(127, min=0, max=254, help="Mask PNG foreground: grey level > threshold."),
+    skip_missing: bool = typer.Option(False, help="Leave out (and count) records whose image or mask is missing."),
+    batch: int = typer.Option(64, min=1, help="Records between progress updates and flushes."),
+    device: Optional[str] = typer.Option(None, help="Tokenizer device (default cuda when available)."),
+) -> None:
+    """Replace the placeholder mask words of HiMTok SFT data with real words (resumable)."""
+    from rich.progress import track
+
+    from masktok.data.sft import TokenizerWords
+    from masktok.data.sft.himtok_jsonl import convert_himtok_sft
+    from masktok.tokenizers import load_tokenizer
+
+    words = TokenizerWords(load_tokenizer(tokenizer_path(tokenizer), device=_device(device)))
+    report = convert_himtok_sft(source, out, words, root=root, threshold=threshold,
+                                skip_missing=skip_missing, batch=batch,
+                                progress=lambda it, name, n: track(it, description=name, total=n,
+                                                                   console=console))
+    for name, counts in report.files.items():
+        console.print(f"{name}: {counts['converted']} converted, {counts['already_done']} already done, "
+                      f"{counts['missing_files']} skipped (missing image or mask)")
+    console.print(report.summary())

@@ -35,6 +35,9 @@ LENIENT = typer.Option(False, "--lenient", help="Repair malformed mask words (re
 ALLOW_MISSING = typer.Option(False, "--allow-missing",
                              help="Score samples without a prediction as empty answers.")
 WORST = typer.Option(5, "--worst", min=0, help="How many worst-case overlays to draw.")
+PROTOCOL = typer.Option("reference", "--protocol",
+                        help="reference: the published evaluation code exactly (comparable with "
+                             "papers); strict: masktok's variant (docs/eval.md lists the differences).")
 
 
 def _tokenizer(path: Optional[str], kind: Optional[str], device: str) -> Any:
@@ -47,6 +50,8 @@ def _tokenizer(path: Optional[str], kind: Optional[str], device: str) -> Any:
 
 
 def _show(result: Any) -> None:
+    if result.headline:
+        console.print(f"[bold red]{result.headline}[/]")
     table = Table(title=f"masktok eval {result.task}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -77,11 +82,12 @@ def res(predictions: Path = PRED,
         split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+        allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Referring expression segmentation: cIoU, gIoU, Pr@0.5…0.9."""
     from masktok.eval.runner import run_referring
 
-    _run(run_referring, "res", predictions, annotations, out, instances=instances, split=split,
+    _run(run_referring, "res", predictions, annotations, out, protocol=protocol, instances=instances,
+         split=split,
          tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
@@ -96,11 +102,12 @@ def gres(predictions: Path = PRED,
          split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
          tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
          images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+         allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Generalised RES (gRefCOCO, ReLA's evaluator): cIoU, gIoU, N-acc, T-acc, Pr@0.7…0.9."""
     from masktok.eval.runner import run_referring
 
-    _run(run_referring, "gres", predictions, annotations, out, instances=instances, split=split,
+    _run(run_referring, "gres", predictions, annotations, out, protocol=protocol, instances=instances,
+         split=split,
          tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
@@ -111,7 +118,8 @@ def rec(predictions: Path = PRED,
                                          help="Referring JSONL, refs(.p/.json) or COCO instances."),
         out: Path = OUT,
         box_format: str = typer.Option("internvl", "--box-format",
-                                       help="internvl (0-999), qwen_norm (0-1000), qwen_abs, pixels."),
+                                       help="internvl (InternVL, HiMTok), qwen_vl (Qwen-VL), qwen_norm "
+                                            "(Qwen2-VL, Qwen3-VL: 0-1000), qwen_abs (Qwen2.5-VL), pixels."),
         input_size: Optional[str] = typer.Option(None, "--input-size",
                                                  help="WxH of the frame qwen_abs boxes refer to."),
         box_from_masks: bool = typer.Option(False, "--box-from-masks",
@@ -120,7 +128,7 @@ def rec(predictions: Path = PRED,
         split: Optional[str] = typer.Option(None, "--split"),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+        allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Referring expression comprehension: Acc@0.5/0.7/0.9 of boxes."""
     from masktok.eval.runner import run_rec
 
@@ -134,7 +142,8 @@ def rec(predictions: Path = PRED,
         if w <= 0 or h <= 0:
             raise typer.BadParameter(f"expected positive WxH, got {input_size!r}", param_hint="--input-size")
         frame = (w, h)
-    _run(run_rec, predictions, annotations, out, box_format=box_format, input_size=frame,
+    _run(run_rec, predictions, annotations, out, box_format=box_format, protocol=protocol,
+         input_size=frame,
          box_from_masks=box_from_masks, instances=instances, split=split,
          tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
@@ -147,23 +156,27 @@ def gcg(predictions: Path = PRED,
         out: Path = OUT,
         captions: Optional[Path] = typer.Option(None, "--captions", exists=True,
                                                 help="GLaMM's *_gcg_coco_caption_gt.json."),
-        text_model: Optional[Path] = typer.Option(None, "--text-model", exists=True, file_okay=False,
-                                                  help="Local transformers encoder for phrase similarity "
-                                                       "(GLaMM: bert-base-uncased); default: lexical."),
+        text_model: Optional[str] = typer.Option(
+            None, "--text-model",
+            help="Phrase-similarity encoder: a model folder, a model name in the local Hugging Face "
+                 "cache, or 'lexical'. Default: bert-base-uncased from the cache (as GLaMM), else "
+                 "lexical with a warning that recall is not comparable with published numbers."),
+        hf_cache: Optional[Path] = typer.Option(None, "--hf-cache", exists=True, file_okay=False,
+                                                help="Hugging Face cache to look in (default: the standard one)."),
         no_caption_metrics: bool = typer.Option(False, "--no-caption-metrics",
                                                 help="Skip METEOR/CIDEr."),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+        allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
     from masktok.eval.scene_runner import run_gcg
-    from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, mean_pooled_transformer_similarity
+    from masktok.words.phrase_similarity import glamm_similarity
 
-    similarity = (mean_pooled_transformer_similarity(text_model, device) if text_model
-                  else DEFAULT_TEXT_SIMILARITY)
-    _run(run_gcg, predictions, annotations, out, captions=captions, similarity=similarity,
-         caption_metrics=not no_caption_metrics, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
-         image_root=images, lenient=lenient, allow_missing=allow_missing, worst=worst)
+    _run(lambda: run_gcg(predictions, annotations, out, captions=captions, protocol=protocol,
+                         similarity=glamm_similarity(text_model, device, hf_cache),
+                         caption_metrics=not no_caption_metrics,
+                         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images,
+                         lenient=lenient, allow_missing=allow_missing, worst=worst))
 
 
 @app.command("psg")
@@ -175,11 +188,11 @@ def psg(predictions: Path = PRED,
         split: str = typer.Option("test", "--split", help="test, train, or all."),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING) -> None:
-    """Panoptic scene graphs: R@K and mR@K (OpenPSG and corrected)."""
+        allow_missing: bool = ALLOW_MISSING, protocol: str = PROTOCOL) -> None:
+    """Panoptic scene graphs: R@K and mR@K (OpenPSG's protocol, or masktok's strict one)."""
     from masktok.eval.scene_runner import run_psg
 
-    _run(run_psg, predictions, annotations, out, panoptic_root=panoptic_root,
+    _run(run_psg, predictions, annotations, out, panoptic_root=panoptic_root, protocol=protocol,
          split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
          image_root=images, lenient=lenient, allow_missing=allow_missing)
 
