@@ -7,8 +7,8 @@ memory, the loss curve and the decoded-mask IoU before / after.
 The LMM is a random Qwen2.5-VL built offline (``tests/mllm_fixtures.py``, ``--scale``) with the
 HiMTok words added. The mask tokenizer is masktok's shipped default (``--tokenizer default``: the
 trained box-first HiMTok, 4 box + 28 shape codes) or the tests' tiny random one. The data are the
-43 COCO val2014 images of ``../shared/data/coco_val2014_100`` on disk and their non-crowd
-instances (at least ``--min-area`` pixels): one RES-style conversation per instance, "Please
+COCO val2014 images of ``--data`` (default ``tests/data/coco_val2014_100``: 11 photos) on disk and
+their non-crowd instances (at least ``--min-area`` pixels): one RES-style conversation per instance, "Please
 segment the <category> in this image." answered by the tokenizer's words of the instance, with
 the instance as the ground truth (what ``masktok build-sft himtok`` writes). Stage 2 then runs
 ``--steps`` steps of the recipe (cross-entropy + hierarchical mask loss, de-tokenizer trained,
@@ -36,7 +36,7 @@ from transformers import TrainerCallback
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-DATA = REPO.parent / "shared" / "data" / "coco_val2014_100"
+DATA = REPO / "tests" / "data" / "coco_val2014_100"
 
 SCALES = {  # TinyVLMConfig overrides
     "tiny": dict(),

@@ -1,5 +1,5 @@
 """HiMTok's stage 2 on a tiny random Qwen2.5-VL and a tiny HiMTok, with the real masks and images
-of ``../shared/data/refseg_examples`` (the official stage-2 example layout: placeholder codes in
+of ``tests/data/refseg_examples`` (the official stage-2 example layout: placeholder codes in
 the answers, one mask PNG per sample): the collator finds every span and frames its mask as the
 tokenizer does, the frozen encoder writes the real codes, the mask loss is finite and its
 gradient reaches the code logits and (only when unfrozen) the de-tokenizer, training raises the
@@ -49,9 +49,9 @@ def refseg_rows(root: Path, codes: int = CODES, placeholder: str = "<|mt_0|>") -
 
 
 @pytest.fixture(scope="module")
-def refseg(shared_data, tmp_path_factory):
+def refseg(test_data, tmp_path_factory):
     """(VLM folder with the HiMTok words, JSONL, the four masks)."""
-    root = shared_data / "refseg_examples"
+    root = test_data / "refseg_examples"
     folder = tmp_path_factory.mktemp("stage2")
     model_dir = save_tiny_vlm(folder / "model", TinyVLMConfig(), vocab=HIMTOK_VOCABULARY)
     data = write_jsonl(folder / "refseg.jsonl", refseg_rows(root))
@@ -204,8 +204,8 @@ def test_lora_leaves_the_detokenizer_out_of_the_adapter_and_trains_it(refseg, tm
     assert any("lora_A" in n for n in trainable)
 
 
-def test_bad_stage2_data_is_refused_naming_the_record(refseg, tmp_path, shared_data):
-    root = shared_data / "refseg_examples"
+def test_bad_stage2_data_is_refused_naming_the_record(refseg, tmp_path, test_data):
+    root = test_data / "refseg_examples"
     rows = refseg_rows(root)
     rows[1]["masks"] = rows[1]["masks"] * 2
     bad = write_jsonl(tmp_path / "two_masks.jsonl", rows)

@@ -57,10 +57,10 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, ["train", *args])
 
 
-def himtok_data(shared_data: Path, tokenizer, folder: Path) -> Path:
+def himtok_data(test_data: Path, tokenizer, folder: Path) -> Path:
     """The refseg examples as ``masktok build-sft`` writes HiMTok data: the tokenizer's words in
     the answer, the ground truth as an RLE."""
-    root = shared_data / "refseg_examples"
+    root = test_data / "refseg_examples"
     rows = []
     for line in (root / "anns" / "seg_data_with_mask.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -74,14 +74,14 @@ def himtok_data(shared_data: Path, tokenizer, folder: Path) -> Path:
     return write_jsonl(folder / "himtok.trl.jsonl", rows)
 
 
-def test_himtok_stage2_then_stage3_from_the_yaml_recipes(shared_data, tmp_path, one_thread):
+def test_himtok_stage2_then_stage3_from_the_yaml_recipes(test_data, tmp_path, one_thread):
     from masktok.mllm.loading import load_chat_components
 
     model_dir = save_tiny_vlm(tmp_path / "lmm", TinyVLMConfig(), vocab=HIMTOK_VOCABULARY)
     stage1 = tmp_path / "stage1"  # stands for `masktok train tokenizer`'s final/ (tested on its own)
     tokenizer = build_tiny_himtok()
     tokenizer.save_pretrained(stage1)
-    data = himtok_data(shared_data, tokenizer, tmp_path)
+    data = himtok_data(test_data, tokenizer, tmp_path)
 
     stage2 = run_cli("himtok-stage2", "--config", str(RECIPES / "himtok_stage2.yaml"), *QUICK,
                      "--model", str(model_dir), "--mask_tokenizer", str(stage1), "--data", str(data),

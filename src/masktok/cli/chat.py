@@ -29,11 +29,22 @@ def chat(
     from masktok.masks.render import render_masks
     from masktok.mllm.streaming import AnswerDone, MaskReady, TextChunk
 
+    from masktok.cli.tokenizer_option import check_device
+    from masktok.tokenizers.samtok.preprocess import load_rgb
+
     console = Console()
-    if not image.is_file():
-        raise typer.BadParameter(f"{image} is not a file", param_hint="--image")
-    picture = Image.open(image).convert("RGB")
-    masks = np.stack([read_mask_png(p) for p in mask]) if mask else None
+    check_device(device)
+    if not model.is_dir():
+        raise typer.BadParameter(f"{model}: no such folder", param_hint="--model")
+    picture = Image.fromarray(load_rgb(image, name="--image"))
+    masks = None
+    if mask:
+        read = [read_mask_png(p) for p in mask]
+        for path, one in zip(mask, read):
+            if one.shape != (picture.height, picture.width):
+                raise typer.BadParameter(f"{path} is {one.shape[0]}x{one.shape[1]} (HxW) but the image is "
+                                         f"{picture.height}x{picture.width}", param_hint="--mask")
+        masks = np.stack(read)
     session = MaskChat.from_pretrained(model, device=device)
     overrides = dict(max_new_tokens=max_new_tokens, constrained=constrained)
     try:

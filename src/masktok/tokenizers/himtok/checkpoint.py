@@ -35,7 +35,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # SafetensorError (bad header, truncated data) or OSError
+            raise ValueError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {exc})") from exc
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError / RuntimeError for unsafe or corrupt files

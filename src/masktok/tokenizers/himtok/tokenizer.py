@@ -1,7 +1,7 @@
 """The public HiMTok tokenizer: binary masks ⇄ up to K codes ⇄ mask words.
 
 Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
-ignored. Masks of any size are stretched to the model frame (256×256, bilinear, as the official
+not read (a path given there must still name an existing file, so a typo is not silently ignored). Masks of any size are stretched to the model frame (256×256, bilinear, as the official
 model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
 any device; results come back on the CPU (codes int64, masks bool, maps float32).
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from masktok.devices import resolve_device
 from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.himtok import checkpoint
 from masktok.tokenizers.himtok.box_frame import (
@@ -82,6 +83,13 @@ def _as_binary_masks(masks: Any) -> torch.Tensor:
     return masks != 0
 
 
+def _check_unread_image(image: Any) -> None:
+    """The image HiMTok does not read: a path must still exist (FileNotFoundError otherwise)."""
+    if isinstance(image, (str, Path)) and not Path(image).is_file():
+        raise FileNotFoundError(f"image: no image file at {image} (HiMTok does not read the image, "
+                                "but a path that names no file is refused rather than ignored)")
+
+
 def _probability_logits(probs: torch.Tensor) -> torch.Tensor:
     """Probabilities → logits, ±inf at exactly 0 / 1 (box-first decoding pastes probabilities)."""
     return torch.logit(probs.double()).float()
@@ -97,7 +105,7 @@ class HiMTok:
     """
 
     def __init__(self, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dtype = dtype or _default_dtype(self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.config: HiMTokConfig = model.config
@@ -210,7 +218,7 @@ class HiMTok:
         ``image`` is ignored. ``num_codes`` keeps a prefix of the sequence (1 … max_codes).
         Box-first models refuse empty masks.
         """
-        del image
+        _check_unread_image(image)
         num_codes = self.max_codes if num_codes is None else num_codes
         if not isinstance(num_codes, int) or not 1 <= num_codes <= self.max_codes:
             raise ValueError(f"num_codes must be an integer in [1, {self.max_codes}], got {num_codes!r}")
@@ -290,7 +298,7 @@ class HiMTok:
         float32 logits resized to ``size`` instead. ``lengths`` (N,) decodes row i from its first
         ``lengths[i]`` codes (ragged batches). ``image`` is ignored.
         """
-        del image
+        _check_unread_image(image)
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
         codes, lengths = self._check_code_batch(codes, lengths)
@@ -367,14 +375,17 @@ class HiMTok:
         return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
 
     def decode_words(self, image: Any, text: str, *, size: Sequence[int] | None = None,
-                     lenient: bool = False) -> DecodedWords:
+                     lenient: bool = False, threshold: float | None = None) -> DecodedWords:
         """Every decodable mask span of ``text`` → masks (M, H, W) plus the parse report.
 
         Spans the parser marks as not decodable are reported in ``spans`` and not decoded.
+        ``size`` and ``threshold`` (a probability, default 0.5) as in :meth:`decode`.
         """
         from masktok.words import parse_mask_words
 
+        _check_unread_image(image)
         height, width = _check_size(size, self.config.image_size)
+        threshold = _check_threshold(threshold)
         spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
         indices = [i for i, span in enumerate(spans) if span.decodable]
         if not indices:
@@ -388,5 +399,5 @@ class HiMTok:
         for r, row in enumerate(rows):
             codes[r, :len(row)] = torch.tensor(row, dtype=torch.long)
         lengths = torch.tensor([len(row) for row in rows])
-        masks = self.decode(None, codes, size=(height, width), lengths=lengths)
+        masks = self.decode(None, codes, size=(height, width), threshold=threshold, lengths=lengths)
         return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from masktok.devices import resolve_device
 from masktok.masks.bits import BitMasks
 from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.samtok.checkpoint import save_official_checkpoint
@@ -80,7 +81,7 @@ class SAMTok:
 
     def __init__(self, model: SAMTokModel, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  compile: bool = False, mask_batch_size: int = 256, num_workers: int | None = None) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
@@ -113,6 +114,7 @@ class SAMTok:
                         **kwargs: Any) -> "SAMTok":
         """Load from a masktok folder, an official ``mask_tokenizer_*.pth`` (+ ``sam2_checkpoint``),
         or an official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`."""
+        device = resolve_device(device)  # before the (slow) load
         model = load_model(path, config=config, sam2_checkpoint=sam2_checkpoint)
         return cls(model, device=device, dtype=dtype, **kwargs)
 

@@ -289,11 +289,17 @@ def flatten_recipe(recipe: Any) -> dict[str, Any]:
 
 def recipe_parser(recipe_cls: type, prog: str | None = None) -> Any:
     """A ``trl.TrlParser`` over the recipe's flat options and :class:`RunOptions`
-    (``--config FILE.yaml`` sets defaults, command-line options override them)."""
+    (``--config FILE.yaml`` sets defaults, command-line options override them). A malformed
+    command line raises ``ValueError`` (argparse would print usage and exit); ``--help`` prints
+    the options and exits."""
     from trl import TrlParser
 
-    return TrlParser((argument_class(recipe_cls), RunOptions), prog=prog,
-                     description=(recipe_cls.__doc__ or "").split("\n\n")[0])
+    class RecipeParser(TrlParser):
+        def error(self, message: str) -> None:
+            raise ValueError(f"{self.prog}: {message} (see --help)")
+
+    return RecipeParser((argument_class(recipe_cls), RunOptions), prog=prog,
+                        description=(recipe_cls.__doc__ or "").split("\n\n")[0])
 
 
 def parse_recipe(recipe_cls: type, args: Sequence[str], prog: str | None = None
@@ -301,8 +307,8 @@ def parse_recipe(recipe_cls: type, args: Sequence[str], prog: str | None = None
     """Command-line arguments (with an optional ``--config FILE.yaml``) → (recipe, run options).
 
     Raises:
-        ValueError: a bad value, an unknown YAML key or an unreadable config file (argparse
-            itself exits with status 2 on malformed command-line options).
+        ValueError: a malformed command line, a bad value, an unknown YAML key or an
+            unreadable config file.
     """
     import yaml
 
