@@ -10,7 +10,11 @@ from rich.console import Console
 
 
 def chat(
-    model: Path = typer.Option(..., "--model", help="Chat folder: official SAMTok VLM or masktok-saved."),
+    folder: Path = typer.Argument(None, help="Chat folder: an official SAMTok / InternVL-HiMTok model folder, "
+                                        "or one written by masktok (save_pretrained, train sft/grpo)."),
+    model: Path = typer.Option(None, "--model", help="The chat folder (same as FOLDER)."),
+    tokenizer: Path = typer.Option(None, "--tokenizer", help="Mask tokenizer (file or folder) to pair with "
+                                   "the VLM instead of the folder's own."),
     image: Path = typer.Option(..., "--image", help="Image file."),
     prompt: str = typer.Option(..., "--prompt", help="The question; '<mask>' marks where a --mask goes."),
     mask: list[Path] = typer.Option(None, "--mask", help="Mask PNG(s) of the image (repeatable)."),
@@ -30,12 +34,22 @@ def chat(
     from masktok.mllm.streaming import AnswerDone, MaskReady, TextChunk
 
     console = Console()
+    if (folder is None) == (model is None):
+        raise typer.BadParameter("give the chat folder once: as FOLDER or as --model", param_hint="FOLDER")
+    folder = folder or model
     if not image.is_file():
         raise typer.BadParameter(f"{image} is not a file", param_hint="--image")
     picture = Image.open(image).convert("RGB")
     masks = np.stack([read_mask_png(p) for p in mask]) if mask else None
-    session = MaskChat.from_pretrained(model, device=device)
+    try:
+        session = MaskChat.from_pretrained(folder, device=device, mask_tokenizer=tokenizer)
+    except (ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error), param_hint="FOLDER / --tokenizer") from error
     overrides = dict(max_new_tokens=max_new_tokens, constrained=constrained)
+    if stream and session.settings.soft_decoding:
+        console.print("note: streaming decodes masks from their codes (the folder's soft decoding needs the "
+                      "whole answer's logits)", style="yellow")
+        overrides["soft_decoding"] = False
     try:
         conversation = session.start(picture)
         session.add_user_turn(conversation, prompt, masks)

@@ -48,6 +48,12 @@ class GenerationSettings:
         decode_repaired: also decode spans the lenient parser repaired (status not ``ok``).
         threshold: mask threshold handed to the tokenizer (None: its default).
         logits_processors: extra ``LogitsProcessor``s, applied before the grammar.
+        soft_decoding: decode each span from the model's code probabilities (softmax(2 · logits)
+            over the code ids, HiMTok's LMM path) instead of its sampled codes; needs a tokenizer
+            with ``decode_soft``. Official InternVL-HiMTok folders turn it on.
+        soft_renormalize: with ``soft_decoding``, L2-normalise the probability-weighted code
+            vector (True: a one-hot distribution decodes exactly like its hard code; False: the
+            official LMM's raw mixture).
     """
 
     max_new_tokens: int = 512
@@ -60,6 +66,8 @@ class GenerationSettings:
     decode_repaired: bool = True
     threshold: float | None = None
     logits_processors: tuple[LogitsProcessor, ...] = ()
+    soft_decoding: bool = False
+    soft_renormalize: bool = True
 
     def replace(self, **overrides: Any) -> "GenerationSettings":
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
@@ -118,21 +126,34 @@ class MaskChat:
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                         mask_tokenizer_kwargs: dict[str, Any] | None = None,
                         **kwargs: Any) -> "MaskChat":
-        """Load an official SAMTok VLM folder or a folder written by :meth:`save_pretrained`
-        (see :func:`masktok.mllm.loading.load_chat_components`); ``kwargs`` go to the
-        constructor (``settings``, ``zoom``)."""
-        from masktok.mllm.loading import load_chat_components
+        """Load any chat folder: an official SAMTok VLM folder (Qwen2.5-VL, Qwen3-VL,
+        PerceptionLM), the official InternVL2.5-HiMTok folder, or a folder written by
+        :meth:`save_pretrained` or the training recipes (see
+        :func:`masktok.mllm.loading.load_chat_components`).
+
+        ``mask_tokenizer``: a tokenizer object or path that replaces the folder's own (pairs any
+        VLM with any tokenizer whose words it holds). The folder's recorded chat settings (e.g.
+        the official soft decoding) become the defaults unless ``settings`` is given; ``kwargs``
+        go to the constructor (``settings``, ``zoom``).
+        """
+        from masktok.mllm.loading import chat_settings, load_chat_components
 
         model, processor, tokenizer = load_chat_components(
             path, mask_tokenizer=mask_tokenizer, device=device, dtype=dtype,
             mask_tokenizer_kwargs=mask_tokenizer_kwargs)
+        if "settings" not in kwargs:
+            recorded = chat_settings(path)
+            if mask_tokenizer is None and recorded:
+                kwargs["settings"] = GenerationSettings().replace(**recorded)
         return cls(model, processor, tokenizer, **kwargs)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the model, processor and mask tokenizer as one folder."""
         from masktok.mllm.loading import save_chat_components
 
-        save_chat_components(path, self.model, self.processor, self.mask_tokenizer)
+        recorded = {k: getattr(self.settings, k) for k in ("soft_decoding", "soft_renormalize")
+                    if getattr(self.settings, k) != getattr(GenerationSettings(), k)}
+        save_chat_components(path, self.model, self.processor, self.mask_tokenizer, settings=recorded)
 
     # ------------------------------------------------------------------ conversations
     def start(self, image: Any, system: str | None = None) -> Conversation:
@@ -236,30 +257,55 @@ class MaskChat:
             return []
         settings = self.settings.replace(**overrides)
         inputs = self.model_inputs(conversations)
-        output = self.model.generate(**self.generation_kwargs(inputs, settings))
-        generated = output[:, inputs["input_ids"].shape[1]:].tolist()
-        return [self.finish(c, ids, settings) for c, ids in zip(conversations, generated)]
+        kwargs = self.generation_kwargs(inputs, settings)
+        if settings.soft_decoding:
+            self._check_soft_decoding()
+            kwargs.update(output_logits=True, return_dict_in_generate=True)
+        output = self.model.generate(**kwargs)
+        sequences = output.sequences if settings.soft_decoding else output
+        generated = sequences[:, inputs["input_ids"].shape[1]:].tolist()
+        step_logits = torch.stack(output.logits, dim=1) if settings.soft_decoding else None
+        return [self.finish(c, ids, settings, step_logits=None if step_logits is None else step_logits[i])
+                for i, (c, ids) in enumerate(zip(conversations, generated))]
+
+    def _check_soft_decoding(self) -> None:
+        if not hasattr(self.mask_tokenizer, "decode_soft"):
+            raise ValueError(f"settings.soft_decoding: {type(self.mask_tokenizer).__name__} has no soft decoding "
+                             "(HiMTok has); turn it off")
 
     def stream(self, conversation: Conversation, **overrides: Any) -> Iterator[Any]:
         """Answer ``conversation``'s last user turn, yielding text pieces and each mask as soon
-        as its end token is generated (see :mod:`masktok.mllm.streaming`)."""
+        as its end token is generated (see :mod:`masktok.mllm.streaming`). Masks are decoded
+        from their codes: streaming with ``soft_decoding`` on is refused."""
         from masktok.mllm.streaming import stream_answer
 
-        yield from stream_answer(self, conversation, self.settings.replace(**overrides))
+        settings = self.settings.replace(**overrides)
+        if settings.soft_decoding:
+            raise ValueError("stream: masks are decoded as their codes arrive, without the logits soft "
+                             "decoding needs; pass soft_decoding=False to stream, or use generate")
+        yield from stream_answer(self, conversation, settings)
 
     # ------------------------------------------------------------------ answers
     def finish(self, conversation: Conversation, generated: Sequence[int],
                settings: GenerationSettings,
-               decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None) -> ChatResult:
+               decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None, *,
+               step_logits: torch.Tensor | None = None) -> ChatResult:
         """Generated ids of one answer → :class:`ChatResult`; the answer joins the history.
 
         ``decoded`` holds masks already decoded (keyed by span start and codes), e.g. while
-        streaming, so they are not decoded twice.
+        streaming, so they are not decoded twice. ``step_logits`` (steps, V): the raw logits of
+        every generated position, for soft decoding.
         """
         ids = trim_generated(generated, eos_ids=self.eos_ids, pad_id=self.pad_id)
         layout = layout_answer(ids, self.tokenizer, self.vocab, self.mask_ids,
                                lenient=settings.lenient)
-        masks = self.decode_spans(conversation, [s.span for s in layout.spans], settings, decoded)
+        spans = [s.span for s in layout.spans]
+        if settings.soft_decoding:
+            if step_logits is None:
+                raise ValueError("settings.soft_decoding: the generation logits are needed")
+            masks = self.decode_spans_soft(conversation, spans, settings, step_logits)
+        else:
+            masks = self.decode_spans(conversation, spans, settings, decoded)
         result = self.build_result(conversation, layout, masks)
         conversation.add_answer(history_text(layout))
         return result
@@ -294,6 +340,28 @@ class MaskChat:
             masks = masks.detach().to("cpu").numpy().astype(bool)
             for i, mask in zip(members, masks):
                 out[i] = mask
+        return out
+
+    def code_token_ids(self) -> torch.Tensor:
+        """(V_codes,) token id of every code, in code order (a single-level vocabulary)."""
+        size = self.vocab.codebook_size
+        return torch.tensor([self.mask_ids[self.vocab.code_token(0, c)] for c in range(size)], dtype=torch.long)
+
+    def decode_spans_soft(self, conversation: Conversation, spans: Sequence[MaskSpan],
+                          settings: GenerationSettings, step_logits: torch.Tensor) -> list[np.ndarray | None]:
+        """Masks of ``spans`` from the code probabilities at their code positions:
+        softmax(2 · logits) over the code ids only (HiMTok's LMM decoding, ``decode_prob``)."""
+        code_ids = self.code_token_ids().to(step_logits.device)
+        out: list[np.ndarray | None] = [None] * len(spans)
+        for i, span in enumerate(spans):
+            if not (self.should_decode(span, settings) and len(span.codes) > 0):
+                continue
+            positions = torch.arange(span.start + 1, span.start + 1 + len(span.codes))
+            logits = step_logits[positions.to(step_logits.device)][:, code_ids]
+            probs = self.mask_tokenizer.code_probs_from_logits(logits)[None]
+            mask = self.mask_tokenizer.decode_soft(probs, size=conversation.size, threshold=settings.threshold,
+                                                   renormalize=settings.soft_renormalize)
+            out[i] = mask[0].detach().to("cpu").numpy().astype(bool)
         return out
 
     def build_result(self, conversation: Conversation, layout: AnswerLayout,
