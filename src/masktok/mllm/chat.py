@@ -203,8 +203,10 @@ class MaskChat:
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
+            # The rendered template holds every special token (a BOS included where the model
+            # has one): the tokenizer must not add its own again.
             inputs = self.processor(text=texts, images=images or None, padding=True,
-                                    return_tensors="pt")
+                                    return_tensors="pt", add_special_tokens=False)
         finally:
             self.tokenizer.padding_side = side
         device = self.model.device

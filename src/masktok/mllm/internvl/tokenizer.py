@@ -23,10 +23,12 @@ from tokenizers.models import BPE
 from masktok.words import MaskVocabulary
 
 SPIECE_FILE = "tokenizer.model"
-IMAGE_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"}
-# The native processor also names a video placeholder; InternVL2.5-HiMTok has no such token, and
-# adding one would shift nothing but grow the vocabulary past the embedding: named, never added.
-VIDEO_TOKEN = "<video>"
+# The native processor also names a video placeholder. InternVL2.5-HiMTok has no video token (its
+# frames are images), and a new one would reach past the embedding rows: ``<img>``, which a
+# rendered prompt never holds before the processor expands its images, stands in (videos are not
+# supported by the converted folder).
+IMAGE_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<img>"}
 PROBE_TEXTS = (
     "Please segment the dog in this image.", "  two  leading spaces and  doubled  ones  ",
     "Tabs\tand\nnew lines\r\n", "数字 0123456789 和标点，。！", "[[12, 34, 560, 789]] <ref>car</ref>",
@@ -150,29 +152,31 @@ def convert_tokenizer(folder: str | Path, vocab: MaskVocabulary, *, chat_templat
         pad_token=config.get("pad_token") if isinstance(config.get("pad_token"), str) else eos,
         extra_special_tokens=dict(IMAGE_TOKENS), clean_up_tokenization_spaces=False,
         model_max_length=int(config.get("model_max_length", 8192)), padding_side="left")
-    fast.video_token = VIDEO_TOKEN
     if len(fast) != size:
         raise TokenizerConversionError(f"{folder}: building the tokenizer added {len(fast) - size} token(s)")
     fast.chat_template = chat_template
     return fast
 
 
-def chat_template(system: str | None) -> str:
-    """InternVL's ``internvl2_5`` conversation as a chat template: the default system message
-    unless the conversation brings one, images as ``<IMG_CONTEXT>`` + newline (the processor
-    expands it to ``<img>`` + context tokens + ``</img>``, as the official ``<image>`` placeholder)."""
-    default = ""
+def chat_template(system: str | None, *, bos: bool = True) -> str:
+    """InternVL's ``internvl2_5`` conversation as a chat template: the BOS InternLM2's tokenizer
+    puts first (the rendered text is tokenized without special tokens, as transformers does),
+    the default system message unless the conversation brings one, images as ``<IMG_CONTEXT>`` +
+    newline (the processor expands it to ``<img>`` + context tokens + ``</img>``, as the official
+    ``<image>`` placeholder)."""
+    nl = "{{ '\\n' }}"  # newlines as expressions: the template engine trims those after blocks
+    text = "{{ bos_token }}" if bos else ""
     if system:
-        default = ("{%- if messages[0]['role'] != 'system' -%}<|im_start|>system\n" + system
-                   + "<|im_end|>\n{%- endif -%}")
-    return default + (
-        "{%- for message in messages -%}<|im_start|>{{ message['role'] }}\n"
-        "{%- if message['content'] is string -%}{{ message['content'] }}"
-        "{%- else -%}{%- for item in message['content'] -%}"
-        "{%- if item['type'] == 'image' -%}{{ '<IMG_CONTEXT>\n' }}"
-        "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
-        "{%- endfor -%}{%- endif -%}<|im_end|>\n{% endfor -%}"
-        "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}")
+        text += ("{% if messages[0]['role'] != 'system' %}<|im_start|>system" + nl + system
+                 + "<|im_end|>" + nl + "{% endif %}")
+    return text + (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}" + nl
+        + "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for item in message['content'] %}"
+        "{% if item['type'] == 'image' %}<IMG_CONTEXT>" + nl
+        + "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}<|im_end|>" + nl + "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant" + nl + "{% endif %}")
 
 
 def build_processor(tokenizer: Any, *, tiling: dict[str, Any], image_seq_length: int) -> Any:
