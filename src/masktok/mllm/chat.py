@@ -34,6 +34,10 @@ from masktok.masks.zoom import ZoomConfig
 from masktok.words import MaskSpan
 
 
+# Processors whose model flattens (images, tiles) before its vision tower (see _ragged_tile_inputs).
+TILE_FLATTENING_PROCESSORS = ("PerceptionLMProcessor",)
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How answers are generated and decoded.
@@ -205,8 +209,11 @@ class MaskChat:
         try:
             # The rendered template holds every special token (a BOS included where the model
             # has one): the tokenizer must not add its own again.
-            inputs = self.processor(text=texts, images=images or None, padding=True,
-                                    return_tensors="pt", add_special_tokens=False)
+            if type(self.processor).__name__ in TILE_FLATTENING_PROCESSORS and len(images) > 1:
+                inputs = self._ragged_tile_inputs(texts, images)
+            else:
+                inputs = self.processor(text=texts, images=images or None, padding=True,
+                                        return_tensors="pt", add_special_tokens=False)
         finally:
             self.tokenizer.padding_side = side
         device = self.model.device
@@ -214,6 +221,18 @@ class MaskChat:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
+
+    def _ragged_tile_inputs(self, texts: list[str], images: list[Any]) -> dict[str, Any]:
+        """Inputs when images may have different tile counts (a zoom crop beside its image):
+        PerceptionLM's processor cannot stack those, but its model flattens images × tiles
+        before the vision tower, so every tile goes into one row (1, Σ tiles, 3, H, W), in the
+        order of the image placeholders."""
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors=None,
+                                add_special_tokens=False)
+        tiles = [torch.as_tensor(np.asarray(t)) for t in inputs["pixel_values"]]
+        out = {k: torch.as_tensor(v) for k, v in inputs.items() if k != "pixel_values"}
+        out["pixel_values"] = torch.cat(tiles).unsqueeze(0)
+        return out
 
     def grammar(self, settings: GenerationSettings, max_length: int | None) -> LogitsProcessorList:
         """The logits processors for ``settings``: its extra ones, then the grammar (if on)."""
