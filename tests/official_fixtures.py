@@ -308,3 +308,17 @@ def run_few_sft_steps(folder: Path, out: Path, vocab, steps: int = 2):
                           lr_scheduler="constant", logging_steps=1, save_steps=0, precision="fp32",
                           extra={"disable_tqdm": True})
     return run_sft(SFTRecipe(model=ModelSettings(str(folder)), train=train, data=(str(data),), max_length=512))
+
+
+def run_few_grpo_steps(folder: Path, out: Path, vocab, steps: int = 1):
+    """A GRPO step from ``folder`` through the public recipe (constrained rollouts)."""
+    from masktok.train.vlm.config import GRPORecipe, ModelSettings, TrainSettings
+    from masktok.train.vlm.grpo import run_grpo
+
+    data = sft_jsonl(out / "grpo_data", vocab)
+    train = TrainSettings(str(out / "grpo"), max_steps=steps, learning_rate=1e-4, batch_size=2, warmup_ratio=0.0,
+                          lr_scheduler="constant", logging_steps=1, save_steps=0, precision="fp32",
+                          extra={"disable_tqdm": True})
+    max_codes = 2 if vocab.name == "samtok" else 8
+    return run_grpo(GRPORecipe(model=ModelSettings(str(folder)), train=train, data=(str(data),), num_generations=2,
+                               max_completion_length=max_codes + 8))

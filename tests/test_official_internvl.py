@@ -179,3 +179,13 @@ def test_soft_decoding_uses_the_raw_mixture(official):
     probs = torch.softmax(2 * logits[span.start + 1: span.start + 1 + len(span.codes)][:, chat.code_token_ids()], -1)
     expected = chat.mask_tokenizer.decode_soft(probs[None], size=conversation.size, renormalize=False)[0]
     np.testing.assert_array_equal(soft, expected.numpy())
+
+
+def test_grpo_from_the_official_folder_exports_a_chat_folder(official, tmp_path):
+    from official_fixtures import run_few_grpo_steps
+
+    run = run_few_grpo_steps(official, tmp_path, HIMTOK_VOCABULARY)
+    assert run.global_step == 1 and run.mask_tokenizer_copied
+    again = MaskChat.from_pretrained(tmp_path / "grpo" / "final")
+    assert again.settings.soft_decoding
+    chat_with_masks(again)

@@ -77,3 +77,13 @@ def test_cli_chat_pairs_a_base_model_with_any_tokenizer(tmp_path):
     assert (tmp_path / "out" / "photo_masks.json").is_file()
     wrong = CliRunner().invoke(app, ["chat", str(base), "--tokenizer", str(tmp_path / "nope"), *common])
     assert wrong.exit_code != 0 and "Traceback" not in wrong.output and "nope" in wrong.output
+
+
+def test_grpo_from_an_official_folder_exports_a_chat_folder(tmp_path):
+    from masktok.words import SAMTOK_VOCABULARY
+    from official_fixtures import chat_with_masks, run_few_grpo_steps
+
+    folder = write_qwen_samtok(tmp_path / "official", "qwen3_vl")
+    run = run_few_grpo_steps(folder, tmp_path, SAMTOK_VOCABULARY)
+    assert run.global_step == 1 and run.mask_tokenizer_copied
+    chat_with_masks(MaskChat.from_pretrained(tmp_path / "grpo" / "final"))
