@@ -270,9 +270,11 @@ def load_chat_components(path: str | Path, *, mask_tokenizer: Any = None,
 
     folder = Path(path)
     kwargs = dict(mask_tokenizer_kwargs or {})
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: not a Hugging Face model folder (no config.json)")
     if mask_tokenizer is None:
         find_mask_tokenizer(folder)  # fail on the tokenizer before loading a large VLM
-    if is_official_internvl(folder) and (folder / "config.json").is_file():
+    if is_official_internvl(folder):
         config = kwargs.get("config") or sidecar_config(folder, "internvl")
         loaded = load_official_internvl(folder, himtok_config=config, device=device, dtype=dtype)
         model, processor = loaded.model, loaded.processor
