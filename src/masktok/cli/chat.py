@@ -21,6 +21,8 @@ def chat(
     out: Path = typer.Option(Path("."), "--out", help="Folder for the overlay PNG and RLE JSON."),
     max_new_tokens: int = typer.Option(512, help="Generation budget."),
     constrained: bool = typer.Option(True, help="Grammar-constrained mask words."),
+    refine: str = typer.Option(None, "--refine", help="Refine decoded masks with a SAM 2 refiner: 'sam2'."),
+    refiner: Path = typer.Option(None, "--refiner", help="Refiner for --refine (default: the folder's refiner/)."),
     device: str = typer.Option("cpu", help="torch device, e.g. cuda."),
     stream: bool = typer.Option(False, help="Print the answer while it is generated."),
 ) -> None:
@@ -42,9 +44,10 @@ def chat(
     picture = Image.open(image).convert("RGB")
     masks = np.stack([read_mask_png(p) for p in mask]) if mask else None
     try:
-        session = MaskChat.from_pretrained(folder, device=device, mask_tokenizer=tokenizer)
+        session = MaskChat.from_pretrained(folder, device=device, mask_tokenizer=tokenizer, refine=refine,
+                                           refiner=refiner)
     except (ValueError, FileNotFoundError) as error:
-        raise typer.BadParameter(str(error), param_hint="FOLDER / --tokenizer") from error
+        raise typer.BadParameter(str(error), param_hint="FOLDER / --tokenizer / --refiner") from error
     overrides = dict(max_new_tokens=max_new_tokens, constrained=constrained)
     if stream and session.settings.soft_decoding:
         console.print("note: streaming decodes masks from their codes (the folder's soft decoding needs the "

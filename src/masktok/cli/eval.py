@@ -30,15 +30,27 @@ DEVICE = typer.Option("cpu", "--device", help="Device for the tokenizer (and IoU
 LENIENT = typer.Option(False, "--lenient", help="Repair malformed mask words (repairs are reported).")
 ALLOW_MISSING = typer.Option(False, "--allow-missing",
                              help="Score samples without a prediction as empty answers.")
+REFINE = typer.Option(None, "--refine", help="Refine decoded masks with a SAM 2 refiner: 'sam2' (needs --images).")
+REFINER = typer.Option(None, "--refiner", exists=True,
+                       help="The refiner for --refine: a masktok refiner folder or a sam2.1_hiera_*.pt file.")
 WORST = typer.Option(5, "--worst", min=0, help="How many worst-case overlays to draw.")
 
 
-def _tokenizer(path: Optional[Path], kind: Optional[str], device: str) -> Any:
+def _tokenizer(path: Optional[Path], kind: Optional[str], device: str, refine: Optional[str] = None,
+               refiner: Optional[Path] = None) -> Any:
     if path is None:
+        if refine is not None:
+            console.print("[red]error:[/] --refine refines decoded mask words: it needs --tokenizer")
+            raise typer.Exit(code=2)
         return None
     from masktok.eval.runner import load_tokenizer
+    from masktok.tokenizers.refine import with_refinement
 
-    return load_tokenizer(path, kind, device=device)
+    try:
+        return with_refinement(load_tokenizer(path, kind, device=device), refine, refiner, device=device)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
 
 
 def _show(result: Any) -> None:
@@ -76,13 +88,14 @@ def res(predictions: Path = PRED,
                                                  help="COCO instances JSON for a refs file."),
         split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
         tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Referring expression segmentation: cIoU, gIoU, Pr@0.5…0.9."""
     from masktok.eval.runner import run_referring
 
     _run(run_referring, "res", predictions, annotations, out, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
 
@@ -95,13 +108,14 @@ def gres(predictions: Path = PRED,
                                                   help="COCO instances JSON for a grefs file."),
          split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
          tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
          images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
          allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Generalised RES (gRefCOCO, ReLA's evaluator): cIoU, gIoU, N-acc, T-acc, Pr@0.7…0.9."""
     from masktok.eval.runner import run_referring
 
     _run(run_referring, "gres", predictions, annotations, out, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
 
@@ -119,6 +133,7 @@ def rec(predictions: Path = PRED,
         instances: Optional[Path] = typer.Option(None, "--instances", exists=True),
         split: Optional[str] = typer.Option(None, "--split"),
         tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Referring expression comprehension: Acc@0.5/0.7/0.9 of boxes."""
@@ -134,7 +149,7 @@ def rec(predictions: Path = PRED,
         frame = (w, h)
     _run(run_rec, predictions, annotations, out, box_format=box_format, input_size=frame,
          box_from_masks=box_from_masks, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
 
 
@@ -151,6 +166,7 @@ def gcg(predictions: Path = PRED,
         no_caption_metrics: bool = typer.Option(False, "--no-caption-metrics",
                                                 help="Skip METEOR/CIDEr."),
         tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
@@ -160,7 +176,7 @@ def gcg(predictions: Path = PRED,
     similarity = (mean_pooled_transformer_similarity(text_model, device) if text_model
                   else DEFAULT_TEXT_SIMILARITY)
     _run(run_gcg, predictions, annotations, out, captions=captions, similarity=similarity,
-         caption_metrics=not no_caption_metrics, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
+         caption_metrics=not no_caption_metrics, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner),
          image_root=images, lenient=lenient, allow_missing=allow_missing, worst=worst)
 
 
@@ -172,13 +188,14 @@ def psg(predictions: Path = PRED,
                                            help="Folder the pan_seg_file_name paths are relative to."),
         split: str = typer.Option("test", "--split", help="test, train, or all."),
         tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING) -> None:
     """Panoptic scene graphs: R@K and mR@K (OpenPSG and corrected)."""
     from masktok.eval.scene_runner import run_psg
 
     _run(run_psg, predictions, annotations, out, panoptic_root=panoptic_root,
-         split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
+         split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner),
          image_root=images, lenient=lenient, allow_missing=allow_missing)
 
 
@@ -192,6 +209,7 @@ def ovseg(predictions: Path = PRED,
           reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label",
                                                  help="Label 0 is background: ignore it, shift the rest."),
           tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
           images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
           allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Open-vocabulary semantic segmentation: mIoU (smaller area wins overlaps)."""
@@ -201,7 +219,7 @@ def ovseg(predictions: Path = PRED,
         console.print("[red]error:[/] a label folder needs --classes")
         raise typer.Exit(code=2)
     _run(run_ovseg, predictions, annotations, out, classes=classes, reduce_zero_label=reduce_zero_label,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
 
 
@@ -210,6 +228,7 @@ def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=Tr
                                            help="COCO instances JSON whose masks are reconstructed."),
           tokenizer: Path = typer.Option(..., "--tokenizer", "-t", exists=True, help="Tokenizer to test."),
           out: Path = OUT, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
           images: Optional[Path] = IMAGES, device: str = DEVICE,
           prefix_lengths: Optional[str] = typer.Option(None, "--prefix-lengths",
                                                        help="Comma-separated code lengths (default: all)."),
@@ -225,7 +244,7 @@ def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=Tr
         except ValueError:
             console.print(f"[red]error:[/] --prefix-lengths must be integers, got {prefix_lengths!r}")
             raise typer.Exit(code=2) from None
-    _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device), out, image_root=images,
+    _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), out, image_root=images,
          prefix_lengths=lengths, max_images=max_images, worst=worst)
 
 

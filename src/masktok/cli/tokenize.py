@@ -152,6 +152,10 @@ def decode(
     lenient: bool = typer.Option(False, "--lenient", help="Decode what malformed spans allow (reported) instead of failing."),
     size: Optional[str] = typer.Option(None, help="Output size HxW (default: the image's)."),
     threshold: Optional[float] = typer.Option(None, help="Mask logit threshold (default: the tokenizer's; SAMTok 0.5)."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Refine the decoded masks with a SAM 2 refiner: 'sam2' "
+                                         "(needs --image and --refiner)."),
+    refiner: Optional[Path] = typer.Option(None, "--refiner", help="Refiner for --refine: a masktok refiner folder or "
+                                           "a sam2.1_hiera_*.pt file."),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=_DTYPE_HELP),
 ) -> None:
@@ -169,9 +173,16 @@ def decode(
                 raise ValueError(f"--size must look like 480x640 (H x W), got {size!r}")
             out_size = (int(parts[0]), int(parts[1]))
         rgb = load_rgb(image) if image is not None else None
+        if out_size is None and rgb is not None:  # the image's size, for image-free tokenizers too
+            out_size = tuple(rgb.shape[:2])
         if overlay is not None and rgb is None:
             raise ValueError("--overlay needs --image")
-        tok = load_tokenizer(tokenizer, device=device, dtype=_dtype(dtype))
+        from masktok.tokenizers.refine import with_refinement
+
+        if refine is not None and rgb is None:
+            raise ValueError("--refine needs --image: the refiner reads the image")
+        tok = with_refinement(load_tokenizer(tokenizer, device=device, dtype=_dtype(dtype)), refine, refiner,
+                              device=device)
         extra = {} if threshold is None else {"threshold": threshold}
         result = tok.decode_words(rgb, text, size=out_size, lenient=lenient, **extra)
     except (ValueError, FileNotFoundError) as error:

@@ -31,9 +31,11 @@ from masktok.words.prompts import PHRASE_END, PHRASE_START
 from masktok.mllm.results import ChatResult, MaskPrediction
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
 from masktok.masks.zoom import ZoomConfig
+from masktok.tokenizers.refine.refined import RefinedTokenizer, with_refinement
 from masktok.words import MaskSpan
 
 
+REFINER_DIR = "refiner"  # a chat folder's SAM 2 refiner (masktok format), used with refine="sam2"
 # Processors whose model flattens (images, tiles) before its vision tower (see _ragged_tile_inputs).
 TILE_FLATTENING_PROCESSORS = ("PerceptionLMProcessor",)
 
@@ -129,6 +131,7 @@ class MaskChat:
     def from_pretrained(cls, path: str | Path, *, mask_tokenizer: Any = None,
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                         mask_tokenizer_kwargs: dict[str, Any] | None = None,
+                        refine: str | None = None, refiner: Any = None,
                         **kwargs: Any) -> "MaskChat":
         """Load any chat folder: an official SAMTok VLM folder (Qwen2.5-VL, Qwen3-VL,
         PerceptionLM), the official InternVL2.5-HiMTok folder, or a folder written by
@@ -139,12 +142,19 @@ class MaskChat:
         VLM with any tokenizer whose words it holds). The folder's recorded chat settings (e.g.
         the official soft decoding) become the defaults unless ``settings`` is given; ``kwargs``
         go to the constructor (``settings``, ``zoom``).
+
+        ``refine="sam2"`` refines every decoded mask with a SAM 2 refiner (HiMTok's optional
+        post-refinement): ``refiner`` (a :class:`~masktok.tokenizers.refine.SAMRefiner` or a
+        path), by default the folder's ``refiner/``. ``refine=None`` (default): no refinement.
         """
         from masktok.mllm.loading import chat_settings, load_chat_components
 
         model, processor, tokenizer = load_chat_components(
             path, mask_tokenizer=mask_tokenizer, device=device, dtype=dtype,
             mask_tokenizer_kwargs=mask_tokenizer_kwargs)
+        if refine is not None and refiner is None and (Path(path) / REFINER_DIR).is_dir():
+            refiner = Path(path) / REFINER_DIR
+        tokenizer = with_refinement(tokenizer, refine, refiner, device=device)
         if "settings" not in kwargs:
             recorded = chat_settings(path)
             if mask_tokenizer is None and recorded:
@@ -158,6 +168,8 @@ class MaskChat:
         recorded = {k: getattr(self.settings, k) for k in ("soft_decoding", "soft_renormalize")
                     if getattr(self.settings, k) != getattr(GenerationSettings(), k)}
         save_chat_components(path, self.model, self.processor, self.mask_tokenizer, settings=recorded)
+        if isinstance(self.mask_tokenizer, RefinedTokenizer):
+            self.mask_tokenizer.refiner.save_pretrained(Path(path) / REFINER_DIR)
 
     # ------------------------------------------------------------------ conversations
     def start(self, image: Any, system: str | None = None) -> Conversation:
@@ -290,7 +302,7 @@ class MaskChat:
                 for i, (c, ids) in enumerate(zip(conversations, generated))]
 
     def _check_soft_decoding(self) -> None:
-        if not hasattr(self.mask_tokenizer, "decode_soft"):
+        if not hasattr(getattr(self.mask_tokenizer, "base", self.mask_tokenizer), "decode_soft"):
             raise ValueError(f"settings.soft_decoding: {type(self.mask_tokenizer).__name__} has no soft decoding "
                              "(HiMTok has); turn it off")
 
@@ -380,8 +392,10 @@ class MaskChat:
             positions = torch.arange(span.start + 1, span.start + 1 + len(span.codes))
             logits = step_logits[positions.to(step_logits.device)][:, code_ids]
             probs = self.mask_tokenizer.code_probs_from_logits(logits)[None]
+            refined = isinstance(self.mask_tokenizer, RefinedTokenizer)
             mask = self.mask_tokenizer.decode_soft(probs, size=conversation.size, threshold=settings.threshold,
-                                                   renormalize=settings.soft_renormalize)
+                                                   renormalize=settings.soft_renormalize,
+                                                   **({"image": conversation.image} if refined else {}))
             out[i] = mask[0].detach().to("cpu").numpy().astype(bool)
         return out
 
