@@ -57,7 +57,9 @@ def test_official_folder_loads_natively_chats_fine_tunes_and_reloads(official, t
     assert find_mask_tokenizer(official) == ("internvl", official)
     chat = MaskChat.from_pretrained(official)
     assert type(chat.model).__name__ == "InternVLForConditionalGeneration"
-    assert chat.settings.soft_decoding and not chat.settings.soft_renormalize  # the official path
+    assert chat.settings.soft_decoding and chat.settings.soft_renormalize is None  # the official path:
+    assert chat.mask_tokenizer.config.soft_renormalize is False  # the raw mixture, by the config
+    assert chat.mask_tokenizer.config.mask_resize == "pil_bicubic"
     assert chat.mask_tokenizer.vocabulary.name == "himtok"
     result, _ = chat_with_masks(chat)
     assert result.masks[0].span.status == "ok"
@@ -67,10 +69,10 @@ def test_official_folder_loads_natively_chats_fine_tunes_and_reloads(official, t
     final = tmp_path / "run" / "final"
     assert json.loads((tmp_path / "run" / "result.json").read_text())["mask_tokenizer_copied"] is True
     manifest = json.loads((final / "masktok_chat.json").read_text())
-    assert manifest["settings"] == {"soft_decoding": True, "soft_renormalize": False}
+    assert manifest["settings"] == {"soft_decoding": True}
     assert json.loads((final / "config.json").read_text())["model_type"] == "internvl"
     again = MaskChat.from_pretrained(final)  # no extra arguments
-    assert again.settings.soft_decoding
+    assert again.settings.soft_decoding and again.mask_tokenizer.config.soft_renormalize is False
     chat_with_masks(again)
 
 

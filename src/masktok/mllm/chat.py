@@ -59,7 +59,8 @@ class GenerationSettings:
             with ``decode_soft``. Official InternVL-HiMTok folders turn it on.
         soft_renormalize: with ``soft_decoding``, L2-normalise the probability-weighted code
             vector (True: a one-hot distribution decodes exactly like its hard code; False: the
-            official LMM's raw mixture).
+            official LMM's raw mixture); None: the tokenizer's default (its config's
+            ``soft_renormalize``, False for the official HiMTok).
     """
 
     max_new_tokens: int = 512
@@ -73,7 +74,7 @@ class GenerationSettings:
     threshold: float | None = None
     logits_processors: tuple[LogitsProcessor, ...] = ()
     soft_decoding: bool = False
-    soft_renormalize: bool = True
+    soft_renormalize: bool | None = None
 
     def replace(self, **overrides: Any) -> "GenerationSettings":
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})

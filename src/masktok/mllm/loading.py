@@ -158,11 +158,8 @@ def load_mask_tokenizer(path: str | Path, *, device: str | torch.device = "cpu",
         if len(sam2) == 1 and "sam2_checkpoint" not in kwargs:
             kwargs["sam2_checkpoint"] = sam2[0]
         return SAMTok.from_pretrained(location, device=device, dtype=dtype, **kwargs)
-    if kind == "internvl":
-        from masktok.mllm.internvl.convert import load_himtok, read_himtok_state
-
-        return load_himtok(read_himtok_state(location), str(location), kwargs.get("config"), device=device)
     from masktok.tokenizers.himtok import HiMTok
+
 
     return HiMTok.from_pretrained(location, device=device, dtype=dtype, **kwargs)
 

@@ -27,9 +27,10 @@ from masktok.mllm.internvl.tokenizer import build_processor, chat_template, conv
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 OFFICIAL_REFINER_FILE = "sam.pth"  # the fine-tuned SAM the HiMTok authors publish beside the model
-# The official LMM decodes mask words softly from its logits without renormalising the mixture
-# (``get_train_tt_probs`` + ``decode_prob``): the chat default of a converted folder.
-OFFICIAL_CHAT_SETTINGS = {"soft_decoding": True, "soft_renormalize": False}
+# The official LMM decodes mask words softly from its logits (``get_train_tt_probs`` +
+# ``decode_prob``): the chat default of a converted folder. That the mixture is not renormalised
+# is the official HiMTok config's own default (``soft_renormalize=False``).
+OFFICIAL_CHAT_SETTINGS = {"soft_decoding": True}
 
 
 class ConversionError(ValueError):
@@ -105,28 +106,6 @@ def read_mapped_state(folder: Path, attention: AttentionShape) -> MappedState:
     return out
 
 
-def read_himtok_state(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Only HiMTok's tensors (``mask_decoder.*``, prefix removed) of an official folder's shards."""
-    from safetensors import safe_open
-
-    from masktok.mllm.internvl.keys import HIMTOK_PREFIX
-
-    folder = Path(folder)
-    state: dict[str, torch.Tensor] = {}
-    for shard in weight_files(folder):
-        try:
-            with safe_open(str(shard), framework="pt") as handle:
-                for key in handle.keys():
-                    if key.startswith(HIMTOK_PREFIX):
-                        state[key[len(HIMTOK_PREFIX):]] = handle.get_tensor(key)
-        except Exception as error:
-            raise ConversionError(f"{shard}: cannot read the shard (truncated or corrupted?): "
-                                  f"{type(error).__name__}: {error}") from error
-    if not state:
-        raise ConversionError(f"{folder}: no HiMTok tensors (mask_decoder.*) in the weights")
-    return state
-
-
 def check_native_state(model: torch.nn.Module, mapped: MappedState, source: Path) -> None:
     """Refuse unless the mapped tensors fill ``model`` exactly (names and shapes)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -160,16 +139,12 @@ class OfficialInternVL:
 
 def load_himtok(state: dict[str, torch.Tensor], source: str, config: Any = None,
                 device: str | torch.device = "cpu") -> Any:
-    """HiMTok from the ``mask_decoder.*`` tensors (prefix removed), loaded as an official file is."""
-    from masktok.tokenizers.himtok import HiMTok, HiMTokModel, official_config
-    from masktok.tokenizers.himtok import checkpoint
+    """HiMTok from the ``mask_decoder.*`` tensors (prefix removed), loaded as an official file is
+    (strict but for the named benign differences)."""
+    from masktok.tokenizers.himtok import HiMTok
 
-    config = config or official_config()
-    with torch.device("meta"):
-        model = HiMTokModel(config)
-    model = model.to_empty(device="cpu")
-    checkpoint.load_state_dict_strict(model, {k: v.float() for k, v in state.items()}, f"{source} (mask_decoder.*)")
-    return HiMTok(model, device=device)
+    return HiMTok.from_official_state({k: v.float() for k, v in state.items()}, f"{source} (mask_decoder.*)",
+                                      device=device, config=config)
 
 
 def load_official_internvl(folder: str | Path, *, himtok_config: Any = None,

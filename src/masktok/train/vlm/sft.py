@@ -275,9 +275,9 @@ def copy_mask_tokenizer(source: str | Path, target: str | Path) -> bool:
         for sam2 in sorted(source.glob(loading.SAM2_OFFICIAL_GLOB)):
             shutil.copy2(sam2, target / sam2.name)
     elif kind == "internvl":
-        from masktok.mllm.internvl.convert import OFFICIAL_CHAT_SETTINGS, load_himtok, read_himtok_state
+        from masktok.mllm.internvl.convert import OFFICIAL_CHAT_SETTINGS
 
-        himtok = load_himtok(read_himtok_state(location), str(location), loading.sidecar_config(source, kind))
+        himtok = loading.load_mask_tokenizer(source)  # HiMTok out of the shards
         loading.write_mask_tokenizer(target, himtok, settings=OFFICIAL_CHAT_SETTINGS)
     else:
         shutil.copy2(location, target / loading.HIMTOK_OFFICIAL_NAME)
