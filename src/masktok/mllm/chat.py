@@ -61,6 +61,9 @@ class GenerationSettings:
             vector (True: a one-hot distribution decodes exactly like its hard code; False: the
             official LMM's raw mixture); None: the tokenizer's default (its config's
             ``soft_renormalize``, False for the official HiMTok).
+        partial_codes: how a SAMTok word with a level left out decodes (``"level0_only"``, the
+            default, or ``"reference"``: the official code's row 0 for the missing level); None:
+            the tokenizer's default.
     """
 
     max_new_tokens: int = 512
@@ -75,6 +78,7 @@ class GenerationSettings:
     logits_processors: tuple[LogitsProcessor, ...] = ()
     soft_decoding: bool = False
     soft_renormalize: bool | None = None
+    partial_codes: str | None = None
 
     def replace(self, **overrides: Any) -> "GenerationSettings":
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
@@ -368,9 +372,10 @@ class MaskChat:
                 groups.setdefault(len(span.codes), []).append(i)
         for length, members in groups.items():
             codes = torch.tensor([list(spans[i].codes) for i in members], dtype=torch.long)
+            extra = {} if settings.partial_codes is None else {"partial": settings.partial_codes}
             masks = self.mask_tokenizer.decode(conversation.tokenizer_image(self.mask_tokenizer),
                                                codes, size=conversation.size,
-                                               threshold=settings.threshold)
+                                               threshold=settings.threshold, **extra)
             masks = masks.detach().to("cpu").numpy().astype(bool)
             for i, mask in zip(members, masks):
                 out[i] = mask
