@@ -47,6 +47,13 @@ def test_bad_pairings_and_folders_get_one_clear_error(tmp_path):
     (bare / "samtok_config.json").unlink()
     with pytest.raises(ValueError, match="matches no SAM 2.1 preset; pass config="):
         MaskChat.from_pretrained(bare)
+    # A truncated weight file.
+    cut = tmp_path / "cut"
+    shutil.copytree(folder, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut: a weight file cannot be read .truncated"):
+        MaskChat.from_pretrained(cut)
     # No tokenizer at all: the error names the files looked for and the option.
     none = tmp_path / "none"
     shutil.copytree(folder, none, ignore=shutil.ignore_patterns("mask_tokenizer*", "sam2*", "samtok_config.json"))

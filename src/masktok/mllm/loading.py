@@ -202,8 +202,12 @@ def load_vlm(path: str | Path, *, device: str | torch.device = "cpu",
     if not any(n in present for n in TOKENIZER_FILES):
         raise ValueError(f"{folder}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the processor "
                          "and tokenizer files of the base model into the folder")
+    from safetensors import SafetensorError
+
     try:
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype or "auto", **model_kwargs)
+    except SafetensorError as error:
+        raise ValueError(f"{folder}: a weight file cannot be read (truncated or corrupted?): {error}") from error
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"{folder}: the model does not load: {error}") from error
     try:
