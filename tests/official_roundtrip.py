@@ -29,3 +29,8 @@ def samtok_round_trip(folder, tmp_path, model_class: str) -> None:
     after, words_after = chat_with_masks(again)
     assert words_after == words  # the same tokenizer came along
     np.testing.assert_array_equal(after.decoded_masks, before.decoded_masks)
+    # Evaluation opens final/ as a tokenizer path (the tiny Hiera's config given: no preset fits it).
+    from masktok.tokenizers import load_tokenizer
+    from mllm_fixtures import tiny_samtok_config
+
+    assert load_tokenizer(final, config=tiny_samtok_config()).vocabulary.name == "samtok"

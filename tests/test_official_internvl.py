@@ -74,6 +74,9 @@ def test_official_folder_loads_natively_chats_fine_tunes_and_reloads(official, t
     again = MaskChat.from_pretrained(final)  # no extra arguments
     assert again.settings.soft_decoding and again.mask_tokenizer.config.soft_renormalize is False
     chat_with_masks(again)
+    from masktok.tokenizers import load_tokenizer
+
+    assert load_tokenizer(final).vocabulary.name == "himtok"  # evaluation opens final/ as a tokenizer path
 
 
 def test_converter_writes_a_native_folder_with_the_official_ids(official, tmp_path):

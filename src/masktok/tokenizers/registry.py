@@ -67,8 +67,32 @@ def official_vlm_tokenizer(folder: Path, config: Any) -> str | None:
     return "samtok" if found[0].startswith("mask_tokenizer") else "himtok"
 
 
+CHAT_MANIFEST = "masktok_chat.json"
+CHAT_TOKENIZER_DIR = "mask_tokenizer"
+
+
+def chat_folder_tokenizer(path: str | Path) -> Path:
+    """``path/mask_tokenizer`` for a chat folder masktok wrote (``masktok_chat.json`` or a
+    ``mask_tokenizer/`` beside a VLM), so such a folder (e.g. a recipe's ``final/``) opens as a
+    tokenizer path; any other path unchanged."""
+    path = Path(path)
+    sub = path / CHAT_TOKENIZER_DIR
+    if path.is_dir() and sub.is_dir():
+        manifest = path / CHAT_MANIFEST
+        if manifest.is_file():
+            try:
+                name = json.loads(manifest.read_text()).get("mask_tokenizer", CHAT_TOKENIZER_DIR)
+            except (ValueError, AttributeError) as err:
+                raise ValueError(f"{manifest} is not a valid masktok chat manifest: {err}") from err
+            return path / name
+        return sub
+    return path
+
+
 def load_tokenizer(path: str | Path, device: Any = "cpu", dtype: Any = None, **kwargs: Any):
-    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path``."""
+    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path`` (a tokenizer file or
+    folder, an official VLM folder, or a chat folder masktok wrote)."""
+    path = chat_folder_tokenizer(path)
     kind = tokenizer_type(path)
     if kind == "samtok":
         from masktok.tokenizers.samtok import SAMTok
