@@ -28,6 +28,7 @@ _SUBCOMMANDS: list[tuple[str, str]] = [
     ("tokenize", ""),  # "" adds its commands (encode, decode) at the top level
     ("data", ""),  # tokenize-dataset, build-sft at the top level
     ("demo", "demo"),
+    ("serve", "serve"),
 ]
 
 

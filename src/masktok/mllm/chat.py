@@ -26,9 +26,9 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor
 from masktok.mllm.conversation import Conversation, add_user_turn
-from masktok.mllm.grounding import align_phrases, parse_scene_graph
+from masktok.mllm.results import ChatResult, build_chat_result
+from masktok.mllm.span_masks import decode_span_masks, should_decode
 from masktok.words.prompts import PHRASE_END, PHRASE_START
-from masktok.mllm.results import ChatResult, MaskPrediction
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
 from masktok.masks.zoom import ZoomConfig
 from masktok.tokenizers.refine.refined import RefinedTokenizer, with_refinement
@@ -349,37 +349,18 @@ class MaskChat:
         return result
 
     def should_decode(self, span: MaskSpan, settings: GenerationSettings) -> bool:
-        return span.ok or (settings.decode_repaired and span.decodable)
+        return should_decode(span, decode_repaired=settings.decode_repaired)
 
     def decode_spans(self, conversation: Conversation, spans: Sequence[MaskSpan],
                      settings: GenerationSettings,
                      decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None,
                      ) -> list[np.ndarray | None]:
-        """Masks (H, W) bool of ``spans`` on the conversation's image (None: not decoded).
-
-        Spans are grouped by code length and each group is decoded in one tokenizer call; the
-        image is encoded once per conversation when the tokenizer offers reusable embeddings
-        (SAMTok's ``embed_image``), so later rounds and streamed masks skip the image encoder.
-        """
-        decoded = decoded or {}
-        out: list[np.ndarray | None] = [None] * len(spans)
-        groups: dict[int, list[int]] = {}
-        for i, span in enumerate(spans):
-            key = (span.start, tuple(span.codes))
-            if key in decoded:
-                out[i] = decoded[key]
-            elif self.should_decode(span, settings) and len(span.codes) > 0:
-                groups.setdefault(len(span.codes), []).append(i)
-        for length, members in groups.items():
-            codes = torch.tensor([list(spans[i].codes) for i in members], dtype=torch.long)
-            extra = {} if settings.partial_codes is None else {"partial": settings.partial_codes}
-            masks = self.mask_tokenizer.decode(conversation.tokenizer_image(self.mask_tokenizer),
-                                               codes, size=conversation.size,
-                                               threshold=settings.threshold, **extra)
-            masks = masks.detach().to("cpu").numpy().astype(bool)
-            for i, mask in zip(members, masks):
-                out[i] = mask
-        return out
+        """Masks (H, W) bool of ``spans`` on the conversation's image (None: not decoded); see
+        :func:`masktok.mllm.span_masks.decode_span_masks`."""
+        return decode_span_masks(self.mask_tokenizer, conversation, spans,
+                                 threshold=settings.threshold,
+                                 decode_repaired=settings.decode_repaired, decoded=decoded,
+                                 partial=settings.partial_codes)
 
     def code_token_ids(self) -> torch.Tensor:
         """(V_codes,) token id of every code, in code order (a single-level vocabulary)."""
@@ -407,13 +388,4 @@ class MaskChat:
 
     def build_result(self, conversation: Conversation, layout: AnswerLayout,
                      masks: Sequence[np.ndarray | None]) -> ChatResult:
-        phrases = align_phrases(layout)
-        owner = {i: p.phrase for p in phrases for i in p.span_indices}
-        predictions = [MaskPrediction(span=located.span,
-                                      words=layout.text[located.char_start:located.char_end],
-                                      char_start=located.char_start, char_end=located.char_end,
-                                      mask=mask, phrase=owner.get(i))
-                       for i, (located, mask) in enumerate(zip(layout.spans, masks))]
-        return ChatResult(text=layout.text, token_ids=layout.token_ids, masks=predictions,
-                          phrases=phrases, relations=parse_scene_graph(layout),
-                          image_size=conversation.size)
+        return build_chat_result(layout, masks, image_size=conversation.size)
