@@ -136,10 +136,10 @@ def test_chat_and_decode_cli_refine_on_request(refiner, tmp_path):
     assert chatted.exit_code == 0, chatted.output
 
 
-def test_eval_cli_refines_text_answers(refiner, shared_data, tmp_path):
+def test_eval_cli_refines_text_answers(refiner, test_data, tmp_path):
     from masktok.masks import mask_to_rle
 
-    root = shared_data / "refseg_examples"
+    root = test_data / "refseg_examples"
     record = json.loads((root / "anns" / "seg_data_with_mask.jsonl").read_text().splitlines()[0])
     gt = read_mask_png(root / record["mask"], threshold=127)
     himtok = build_tiny_himtok()
@@ -165,8 +165,8 @@ def test_eval_cli_refines_text_answers(refiner, shared_data, tmp_path):
     assert metrics[0]["gIoU"] != metrics[1]["gIoU"]
 
 
-def test_fine_tuning_loss_falls_on_real_masks(shared_data):
-    root = shared_data / "refseg_examples"
+def test_fine_tuning_loss_falls_on_real_masks(test_data):
+    root = test_data / "refseg_examples"
     samples = []
     for i in range(4):
         image = Image.open(root / "images" / f"{i}.jpg").convert("RGB")

@@ -42,9 +42,10 @@ def chat(
     check_device(device)
     if (folder is None) == (model is None):
         raise typer.BadParameter("give the chat folder once: as FOLDER or as --model", param_hint="FOLDER")
+    hint = "FOLDER" if model is None else "--model"
     folder = folder or model
     if not folder.is_dir():
-        raise typer.BadParameter(f"{folder}: no such folder", param_hint="FOLDER")
+        raise typer.BadParameter(f"{folder}: no such folder", param_hint=hint)
     picture = Image.fromarray(load_rgb(image, name="--image"))
     masks = None
     if mask:
