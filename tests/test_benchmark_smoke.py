@@ -46,3 +46,22 @@ def test_samtok_throughput_benchmark(tmp_path):
                   "--latency-repeats", "2", out=tmp_path / "s.json")
     assert "errors" not in result, result.get("errors")
     assert {"encoder", "checks", "throughput", "latency_ms"} <= set(result)
+
+
+@pytest.mark.slow
+def test_multi_gpu_scaling_benchmark(tmp_path):
+    """Two gloo processes on the CPU: same rows as one, a killed rank resumed, DDP loss curves."""
+    out = tmp_path / "scaling.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "multi_gpu_scaling.py"),
+                           "--device", "cpu", "--nproc", "1,2", "--size", "test", "--images", "12",
+                           "--masks-per-image", "2", "--images-per-shard", "2", "--workers", "0",
+                           "--train-steps", "4", "--samtok-train-size", "test", "--train-global-batch", "8",
+                           "--train-global-images", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert all(run["rows_equal_single_gpu"] for run in result["tokenize"].values())
+    resume = result["kill_and_resume"]
+    assert resume["first_run_exit_code"] != 0 and resume["output_equals_single_gpu"]
+    assert resume["resume_kept"] == resume["shards_finished_before_resume"] and resume["resume_wrote"] > 0
+    assert set(result["train"]) == {"himtok", "samtok"}
