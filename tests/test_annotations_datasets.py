@@ -22,7 +22,7 @@ from masktok.annotations import (
 )
 from masktok.masks import read_mask_png
 
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 
 DATA = Path(__file__).parent / "data"
 ADE = DATA / "ade20k" / "ADE_sample_00000641"
@@ -59,7 +59,7 @@ def test_ade20k_seg_matches_the_toolkit_decoding():
 
 def test_ade20k_objects_visible_occluded_amodal():
     meta = json.loads(ADE.with_suffix(".json").read_text())["annotation"]["object"]
-    source = SHARED_DATA / "coco_val2014_100" / "instances_val2014_100.json"
+    source = TEST_DATA / "coco_val2014_100" / "instances_val2014_100.json"
     coco = {i.id: i for im in read_coco_instances(source) if im.image_id == 641
             for i in im.instances} if source.is_file() else {}
     visible = read_ade20k_objects(ADE.with_suffix(".json"))

@@ -61,3 +61,22 @@ def test_himtok_stage2_benchmark(tmp_path, test_data):
     assert result["masks_per_second_steady"] > 0 and result["peak_process_rss_gib"] > 0
     assert 0 <= result["eval_mask_iou_before"] <= 1 and (out / "himtok_stage2_curve.png").stat().st_size > 0
     assert (out / "run" / "final" / "mask_tokenizer" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_multi_gpu_scaling_benchmark(tmp_path):
+    """Two gloo processes on the CPU: same rows as one, a killed rank resumed, DDP loss curves."""
+    out = tmp_path / "scaling.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "multi_gpu_scaling.py"),
+                           "--device", "cpu", "--nproc", "1,2", "--size", "test", "--images", "12",
+                           "--masks-per-image", "2", "--images-per-shard", "2", "--workers", "0",
+                           "--train-steps", "4", "--samtok-train-size", "test", "--train-global-batch", "8",
+                           "--train-global-images", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert all(run["rows_equal_single_gpu"] for run in result["tokenize"].values())
+    resume = result["kill_and_resume"]
+    assert resume["first_run_exit_code"] != 0 and resume["output_equals_single_gpu"]
+    assert resume["resume_kept"] == resume["shards_finished_before_resume"] and resume["resume_wrote"] > 0
+    assert set(result["train"]) == {"himtok", "samtok"}

@@ -31,10 +31,10 @@ def himtok_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def dataset(shared_data, tmp_path) -> Path:
+def dataset(test_data, tmp_path) -> Path:
     """A writable copy of refseg_examples: anns/*.jsonl, images/, masks/ (paths relative to it)."""
     root = tmp_path / "refseg"
-    shutil.copytree(shared_data / "refseg_examples", root)
+    shutil.copytree(test_data / "refseg_examples", root)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     return root
@@ -67,7 +67,7 @@ def test_build_sft_reads_himtok_jsonl(himtok_dir, dataset, tmp_path):
     assert words in text and "Segment <ref>road</ref>." in text
     bad = run("build-sft", "region_caption", "--annotations", ann, "--images", dataset, "--tokenizer",
               himtok_dir, "--out", tmp_path / "x", "--device", "cpu")
-    assert bad.exit_code == 1 and "HiMTok'sSFTformat" in bad.flat and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "HiMTok'sSFTformat" in bad.flat and "Traceback" not in bad.output
 
 
 def test_convert_sft_masks_folder_resumable_with_counts(himtok_dir, dataset, tmp_path):
@@ -95,7 +95,7 @@ def test_convert_sft_masks_folder_resumable_with_counts(himtok_dir, dataset, tmp
 def test_convert_sft_masks_missing_files(himtok_dir, dataset, tmp_path):
     (dataset / "masks" / "1.png").unlink()
     strict = run("convert-sft-masks", dataset, "--tokenizer", himtok_dir, "--out", tmp_path / "a", "--device", "cpu")
-    assert strict.exit_code == 1 and "masks/1.png:nosuchfile" in strict.flat
+    assert strict.exit_code == 2 and "masks/1.png:nosuchfile" in strict.flat
     lenient = run("convert-sft-masks", dataset, "--tokenizer", himtok_dir, "--out", tmp_path / "b",
                   "--device", "cpu", "--skip-missing")
     assert lenient.exit_code == 0, lenient.output

@@ -39,6 +39,7 @@ _SUBCOMMANDS: list[tuple[str, str]] = [
     ("masks", "masks"),
     ("vlm", "vlm"),
     ("chat", "chat"),
+    ("convert", "convert"),
     ("train", "train"),
     ("roundtrip", "roundtrip"),
     ("tokenize", ""),  # "" adds its commands (encode, decode) at the top level

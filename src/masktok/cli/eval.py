@@ -34,19 +34,28 @@ DEVICE = typer.Option("cpu", "--device", help="Device for the tokenizer (and IoU
 LENIENT = typer.Option(False, "--lenient", help="Repair malformed mask words (repairs are reported).")
 ALLOW_MISSING = typer.Option(False, "--allow-missing",
                              help="Score samples without a prediction as empty answers.")
+REFINE = typer.Option(None, "--refine", help="Refine decoded masks with a SAM 2 refiner: 'sam2' (needs --images).")
+REFINER = typer.Option(None, "--refiner", exists=True,
+                       help="The refiner for --refine: a masktok refiner folder or a sam2.1_hiera_*.pt file.")
 WORST = typer.Option(5, "--worst", min=0, help="How many worst-case overlays to draw.")
 PROTOCOL = typer.Option("reference", "--protocol",
                         help="reference: the published evaluation code exactly (comparable with "
                              "papers); strict: masktok's variant (docs/eval.md lists the differences).")
 
 
-def _tokenizer(path: Optional[str], kind: Optional[str], device: str) -> Any:
+def _tokenizer(path: Optional[str], kind: Optional[str], device: str, refine: Optional[str] = None,
+               refiner: Optional[Path] = None) -> Any:
     check_device(device)
     if path is None:
+        if refine is not None:
+            raise typer.BadParameter("--refine refines decoded mask words: it needs --tokenizer",
+                                     param_hint="--refine")
         return None
     from masktok.eval.runner import load_tokenizer
+    from masktok.tokenizers.refine import with_refinement
 
-    return load_tokenizer(tokenizer_path(path), kind, device=device)
+    return with_refinement(load_tokenizer(tokenizer_path(path), kind, device=device), refine, refiner,
+                           device=device)
 
 
 def _show(result: Any) -> None:
@@ -81,6 +90,7 @@ def res(predictions: Path = PRED,
                                                  help="COCO instances JSON for a refs file."),
         split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Referring expression segmentation: cIoU, gIoU, Pr@0.5…0.9."""
@@ -88,7 +98,7 @@ def res(predictions: Path = PRED,
 
     _run(run_referring, "res", predictions, annotations, out, protocol=protocol, instances=instances,
          split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
 
@@ -101,6 +111,7 @@ def gres(predictions: Path = PRED,
                                                   help="COCO instances JSON for a grefs file."),
          split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
          tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+         refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
          images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
          allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Generalised RES (gRefCOCO, ReLA's evaluator): cIoU, gIoU, N-acc, T-acc, Pr@0.7…0.9."""
@@ -108,7 +119,7 @@ def gres(predictions: Path = PRED,
 
     _run(run_referring, "gres", predictions, annotations, out, protocol=protocol, instances=instances,
          split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
 
@@ -127,6 +138,7 @@ def rec(predictions: Path = PRED,
         instances: Optional[Path] = typer.Option(None, "--instances", exists=True),
         split: Optional[str] = typer.Option(None, "--split"),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Referring expression comprehension: Acc@0.5/0.7/0.9 of boxes."""
@@ -145,7 +157,7 @@ def rec(predictions: Path = PRED,
     _run(run_rec, predictions, annotations, out, box_format=box_format, protocol=protocol,
          input_size=frame,
          box_from_masks=box_from_masks, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
 
 
@@ -166,6 +178,7 @@ def gcg(predictions: Path = PRED,
         no_caption_metrics: bool = typer.Option(False, "--no-caption-metrics",
                                                 help="Skip METEOR/CIDEr."),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
@@ -175,7 +188,7 @@ def gcg(predictions: Path = PRED,
     _run(lambda: run_gcg(predictions, annotations, out, captions=captions, protocol=protocol,
                          similarity=glamm_similarity(text_model, device, hf_cache),
                          caption_metrics=not no_caption_metrics,
-                         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images,
+                         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images,
                          lenient=lenient, allow_missing=allow_missing, worst=worst))
 
 
@@ -187,13 +200,14 @@ def psg(predictions: Path = PRED,
                                            help="Folder the pan_seg_file_name paths are relative to."),
         split: str = typer.Option("test", "--split", help="test, train, or all."),
         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
         allow_missing: bool = ALLOW_MISSING, protocol: str = PROTOCOL) -> None:
     """Panoptic scene graphs: R@K and mR@K (OpenPSG's protocol, or masktok's strict one)."""
     from masktok.eval.scene_runner import run_psg
 
     _run(run_psg, predictions, annotations, out, panoptic_root=panoptic_root, protocol=protocol,
-         split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
+         split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner),
          image_root=images, lenient=lenient, allow_missing=allow_missing)
 
 
@@ -207,6 +221,7 @@ def ovseg(predictions: Path = PRED,
           reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label",
                                                  help="Label 0 is background: ignore it, shift the rest."),
           tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+          refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
           images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
           allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Open-vocabulary semantic segmentation: mIoU (smaller area wins overlaps)."""
@@ -216,7 +231,7 @@ def ovseg(predictions: Path = PRED,
         raise typer.BadParameter(f"{annotations} is a label folder, which needs --classes",
                                  param_hint="--annotations")
     _run(run_ovseg, predictions, annotations, out, classes=classes, reduce_zero_label=reduce_zero_label,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
 
 
@@ -225,6 +240,7 @@ def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=Tr
                                            help="COCO instances JSON whose masks are reconstructed."),
           tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", "-t", help="Tokenizer to test: " + TOKENIZER_HELP),
           out: Path = OUT, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
           images: Optional[Path] = IMAGES, device: str = DEVICE,
           prefix_lengths: Optional[str] = typer.Option(None, "--prefix-lengths",
                                                        help="Comma-separated code lengths (default: all)."),
@@ -242,7 +258,7 @@ def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=Tr
                                      param_hint="--prefix-lengths") from None
         if any(length < 1 for length in lengths):
             raise typer.BadParameter(f"code lengths start at 1, got {prefix_lengths!r}", param_hint="--prefix-lengths")
-    _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device), out, image_root=images,
+    _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), out, image_root=images,
          prefix_lengths=lengths, max_images=max_images, worst=worst)
 
 

@@ -182,6 +182,10 @@ def decode(
     threshold: Optional[float] = typer.Option(None, help="Mask threshold (default: the tokenizer's): SAMTok on the "
                                                          "logit (official 0.5), HiMTok on the probability, in (0, 1) "
                                                          "(0.5)."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Refine the decoded masks with a SAM 2 refiner: 'sam2' "
+                                         "(needs --image and --refiner)."),
+    refiner: Optional[Path] = typer.Option(None, "--refiner", help="Refiner for --refine: a masktok refiner folder or "
+                                           "a sam2.1_hiera_*.pt file."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ) -> None:
@@ -201,7 +205,11 @@ def decode(
             raise typer.BadParameter(f"{size} differs from the image's {_size_text(rgb.shape[:2])}, and --overlay "
                                      "draws the masks on the image; leave --size out", param_hint="--size")
     text = sys.stdin.read() if words == "-" else words
-    tok = open_tokenizer(tokenizer, device=device, dtype=dtype)
+    from masktok.tokenizers.refine import with_refinement
+
+    if refine is not None and rgb is None:
+        raise typer.BadParameter("the refiner reads the image; pass --image", param_hint="--refine")
+    tok = with_refinement(open_tokenizer(tokenizer, device=device, dtype=dtype), refine, refiner, device=device)
     _check_image_needed(tok, rgb)
     result = tok.decode_words(rgb, text, size=out_size, lenient=lenient, threshold=threshold)
     masks = result.masks.cpu().numpy()

@@ -20,13 +20,14 @@ def should_decode(span: MaskSpan, *, decode_repaired: bool) -> bool:
 def decode_span_masks(mask_tokenizer: Any, conversation: Conversation, spans: Sequence[MaskSpan],
                       *, threshold: float | None = None, decode_repaired: bool = True,
                       decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None,
-                      ) -> list[np.ndarray | None]:
+                      partial: str | None = None) -> list[np.ndarray | None]:
     """Masks (H, W) bool of ``spans`` on the conversation's image (None: not decoded).
 
     Spans are grouped by code length and each group is decoded in one tokenizer call; the
     image is encoded once per conversation when the tokenizer offers reusable embeddings
     (SAMTok's ``embed_image``), so later rounds and streamed masks skip the image encoder.
-    ``decoded`` holds masks already decoded, keyed by (span start, codes).
+    ``decoded`` holds masks already decoded, keyed by (span start, codes). ``partial``: how a
+    SAMTok word with a level left out decodes (see ``SAMTok.decode``; None: the tokenizer's default).
     """
     decoded = decoded or {}
     out: list[np.ndarray | None] = [None] * len(spans)
@@ -39,8 +40,9 @@ def decode_span_masks(mask_tokenizer: Any, conversation: Conversation, spans: Se
             groups.setdefault(len(span.codes), []).append(i)
     for members in groups.values():
         codes = torch.tensor([list(spans[i].codes) for i in members], dtype=torch.long)
+        extra = {} if partial is None else {"partial": partial}
         masks = mask_tokenizer.decode(conversation.tokenizer_image(mask_tokenizer), codes,
-                                      size=conversation.size, threshold=threshold)
+                                      size=conversation.size, threshold=threshold, **extra)
         masks = masks.detach().to("cpu").numpy().astype(bool)
         for i, mask in zip(members, masks):
             out[i] = mask

@@ -310,14 +310,18 @@ def build_himtok_stage2_trainer(recipe: HiMTokStage2Recipe, *, model: Any = None
 def export_himtok_stage2(trainer: HiMTokStage2Trainer) -> RecipeResult:
     """Write ``output_dir/final`` as a chat folder: the LMM (LoRA merged) and its processor, the
     trained tokenizer in ``mask_tokenizer/`` and ``masktok_chat.json``; plus ``result.json``."""
-    from masktok.mllm.loading import HIMTOK_OFFICIAL_NAME, save_mask_tokenizer
+    import json
+
+    from masktok.mllm.loading import HIMTOK_OFFICIAL_NAME, MANIFEST_NAME, write_mask_tokenizer
 
     detach_mask_model(trainer)
     result = export_final(trainer, trainer.processing_class, trainer.recipe.model)
     if trainer.is_world_process_zero():
         final = Path(result.final_dir)
+        manifest = final / MANIFEST_NAME  # the source folder's, when it had one: keep its chat settings
+        settings = json.loads(manifest.read_text()).get("settings") if manifest.is_file() else None
         (final / HIMTOK_OFFICIAL_NAME).unlink(missing_ok=True)  # superseded by the trained one
-        save_mask_tokenizer(final, trainer.mask_tokenizer)
+        write_mask_tokenizer(final, trainer.mask_tokenizer, settings=settings)
         result.mask_tokenizer_copied = True
         result.write()
     return result
