@@ -1,5 +1,5 @@
-"""The SAMTok throughput benchmarks run end to end on the CPU with the tiny model (their GPU
-numbers are in BENCHMARKS.md; here only that the scripts work and report what they say)."""
+"""The throughput benchmarks run end to end on the CPU with tiny models (their GPU numbers are in
+BENCHMARKS.md; here only that the scripts work and report what they say)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,21 @@ def test_samtok_throughput_benchmark(tmp_path):
                   "--latency-repeats", "2", out=tmp_path / "s.json")
     assert "errors" not in result, result.get("errors")
     assert {"encoder", "checks", "throughput", "latency_ms"} <= set(result)
+
+
+@pytest.mark.slow
+def test_himtok_stage2_benchmark(tmp_path, test_data):
+    out = tmp_path / "stage2"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "himtok_stage2_gpu.py"), "--out", str(out),
+                           "--scale", "tiny", "--tokenizer", "tiny", "--steps", "2", "--samples", "4",
+                           "--batch-size", "2", "--warmup-steps", "1", "--data", str(test_data / "coco_val2014_100")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "himtok_stage2.json").read_text())
+    assert result["steps"] == 2 and result["conversations"] == 4 and len(result["curve"]) == 2
+    assert result["masks_per_second_steady"] > 0 and result["peak_process_rss_gib"] > 0
+    assert 0 <= result["eval_mask_iou_before"] <= 1 and (out / "himtok_stage2_curve.png").stat().st_size > 0
+    assert (out / "run" / "final" / "mask_tokenizer" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -100,8 +100,8 @@ def tokenizer(
         console.print(f"stopped at step {result.step}; continue with the same command plus --resume")
 
 
-from masktok.cli.recipes import grpo, sft  # noqa: E402  (the VLM recipes: SFT and GRPO on TRL)
-app.command("sft")(sft); app.command("grpo")(grpo)  # noqa: E702
+from masktok.cli.recipes import register as _register_recipes  # noqa: E402  (the VLM recipes on TRL)
+_register_recipes(app)
 
 
 @app.command("export")
