@@ -1,6 +1,6 @@
 """Reconstruction mIoU of the default tokenizer on the 839 ``coco_val2014_100`` GT masks.
 
-    python scripts/eval_default_tokenizer.py --data-root ../shared/data [--tokenizer DIR] [--device cpu]
+    python scripts/eval_default_tokenizer.py [--data-root tests/data] [--tokenizer DIR] [--device cpu]
 
 Every instance mask of ``instances_val2014_100.json`` (830 polygons and 9 crowd RLEs) is encoded
 at its image size, decoded from its first 4, 8, 16 and 32 codes back to that size, and compared
@@ -22,7 +22,8 @@ from masktok.train.tokenizer.validation import tokenizer_reconstruction_miou
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data",
+                        help="folder holding coco_val2014_100/ (default: the copy in tests/data)")
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: the shipped one)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", default="1,2,4,8,16,32")

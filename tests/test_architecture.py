@@ -2,9 +2,10 @@
 
 Every import in ``src/masktok`` (module level, inside functions and under ``TYPE_CHECKING``
 alike, relative ones resolved) is read with :mod:`ast` and checked against the layer order
-masks → annotations → words → tokenizers → (mllm | data) → (train | eval) → demo → cli:
-a module may import its own package and anything in a lower layer; peers never import each other.
-(The command line sits above the demo because ``masktok demo`` starts it.)
+(errors | devices) → (masks | output_lock) → annotations → words → tokenizers → (mllm | data) →
+(train | eval | serving) → demo → cli → ``python -m masktok``: a module may import its own package
+and anything in a lower layer; peers never import each other. (The command line sits above the
+demo because ``masktok demo`` starts it.)
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "masktok"
 
 # (layer rank, packages or root modules in it); peers share a rank
 LAYERS = [
-    (0, ("masks",)),
-    (1, ("annotations", "samples")),
-    (2, ("words",)),
-    (3, ("tokenizers",)),
-    (4, ("default_model",)),
-    (5, ("mllm", "data")),
-    (6, ("train", "eval")),
-    (7, ("demo",)),
-    (8, ("cli",)),
+    (0, ("errors", "devices")),
+    (1, ("masks", "output_lock")),
+    (2, ("annotations", "samples")),
+    (3, ("words",)),
+    (4, ("tokenizers",)),
+    (5, ("default_model",)),
+    (6, ("mllm", "data")),
+    (7, ("train", "eval", "serving")),
+    (8, ("demo",)),
+    (9, ("cli",)),
+    (10, ("__main__",)),
 ]
 RANK = {name: rank for rank, names in LAYERS for name in names}
 ROOT = "__init__"  # masktok/__init__.py: the public entry point, allowed to reach the default model

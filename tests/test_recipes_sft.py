@@ -45,6 +45,7 @@ def codes(text: str) -> list[tuple[int, ...]]:
     return [span.codes for span in parse_mask_words(text, SAMTOK_VOCABULARY, lenient=True)]
 
 
+@pytest.mark.slow
 def test_sft_overfits_res_until_greedy_generation_gives_the_exact_words(tmp_path, one_thread):
     model_dir = save_tiny_vlm(tmp_path / "model")
     data, rows = res_toy(tmp_path / "data", num_samples=4)
@@ -168,7 +169,7 @@ def test_cli_train_sft_runs_and_rejects_bad_options(tmp_path, one_thread):
     out = tmp_path / "out"
     args = ["train", "sft", "--model", str(model_dir), "--data", str(data), "--output-dir", str(out),
             "--max-steps", "2", "--batch-size", "2", "--precision", "fp32", "--save-steps", "0",
-            "--logging-steps", "1", "--lr", "1e-3"]
+            "--logging-steps", "1", "--learning-rate", "1e-3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "2 steps" in result.output and "loss" in result.output

@@ -10,6 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from masktok.cli import app
+from masktok.cli.errors import BAD_INPUT_EXIT_CODE
 from masktok.masks import masks_to_rles, rle_to_mask
 from masktok.tokenizers.samtok import SAMTok, tiny_test_config
 
@@ -47,7 +48,7 @@ def test_encode_follows_the_empty_mask_policy(setup):
     args = ["encode", "--tokenizer", str(folder / "tok"), "--image", str(folder / "image.png"),
             "--masks", str(folder / "with_empty.json")]
     refused = CliRunner().invoke(app, args)
-    assert refused.exit_code == 1 and "masks[1] is empty" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == BAD_INPUT_EXIT_CODE and "masks[1] is empty" in refused.output and "Traceback" not in refused.output
     words = tok.encode_words(image, masks)
     skipped = json.loads(CliRunner().invoke(app, [*args, "--empty-masks", "skip"]).stdout)
     assert [(m["index"], m["words"]) for m in skipped["masks"]] == [(0, words[0]), (2, words[1])]
@@ -55,7 +56,7 @@ def test_encode_follows_the_empty_mask_policy(setup):
     assert [(m["index"], m["codes"], m["words"]) for m in kept["masks"]][1] == (1, None, None)
     assert kept["text"] == skipped["text"] == "".join(words)
     wrong = CliRunner().invoke(app, [*args, "--empty-masks", "drop"])
-    assert wrong.exit_code == 1 and "--empty-masks: expected one of" in wrong.output
+    assert wrong.exit_code == BAD_INPUT_EXIT_CODE and "--empty-masks: expected one of" in wrong.output
 
 
 def test_decode_writes_rle_json_and_overlay(setup):
@@ -79,7 +80,7 @@ def test_errors_are_reported_cleanly(setup):
     runner = CliRunner()
     result = runner.invoke(app, ["encode", "--tokenizer", str(folder / "tok"), "--image", str(folder / "image.png"),
                                  "--masks", str(folder / "missing.json")])
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "no such file" in result.stderr
     result = runner.invoke(app, ["decode", "--tokenizer", str(folder / "tok"), "--image", str(folder / "image.png"),
                                  "--words", "<|mt_start|><|mt_0001|><|mt_end|>"])
-    assert result.exit_code == 1 and "error" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and result.stderr.startswith("error:")

@@ -23,7 +23,7 @@ from masktok.masks.png import read_panoptic_png
 from masktok.masks.polygons import polygons_to_rle
 from masktok.masks.rle import check_rle, mask_to_rle, rle_area
 
-__all__ = ["CocoInstancesIndex", "read_coco_instances", "read_coco_panoptic", "read_coco_categories"]
+__all__ = ["CocoInstancesIndex", "coco_instances_from_data", "read_coco_instances", "read_coco_panoptic", "read_coco_categories"]
 
 
 def _top_level(path: Path, data: Any, keys: tuple[str, ...]) -> None:
@@ -95,6 +95,8 @@ class CocoInstancesIndex:
     """A COCO instance file (``instances_*.json``) read once; masks are made only for the
     annotations asked for (a RefCOCO split refers to a fraction of COCO's instances).
 
+    ``data`` is the file already parsed (``path`` then only names it in errors).
+
     Ids are checked when the file is read (unknown image or category, duplicate annotation id);
     an annotation's segmentation, ``iscrowd`` and ``area`` when :meth:`instance` converts it.
 
@@ -105,9 +107,10 @@ class CocoInstancesIndex:
         records: annotation records by id, in file order.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, data: Any = None) -> None:
         self.path = Path(path)
-        data = load_json(self.path)
+        if data is None:
+            data = load_json(self.path)
         _top_level(self.path, data, ("images", "annotations", "categories"))
         self.images = _read_images(self.path, data)
         self.category_names = _read_category_names(self.path, data)
@@ -186,7 +189,14 @@ def read_coco_instances(path: str | Path) -> list[ImageAnnotations]:
             category id, duplicate ids, polygons with < 3 points or outside the image, RLE whose
             size disagrees with the image, missing fields.
     """
-    index = CocoInstancesIndex(path)
+    path = Path(path)
+    return coco_instances_from_data(path, load_json(path))
+
+
+def coco_instances_from_data(path: Path, data: Any) -> list[ImageAnnotations]:
+    """:func:`read_coco_instances` on an already parsed file (``path`` names it in errors);
+    readers of COCO-style formats (LVIS) share it."""
+    index = CocoInstancesIndex(path, data=data)
     return [index.image_annotations(image_id) for image_id in index.images]
 
 

@@ -1,77 +1,26 @@
-"""``masktok train sft`` and ``masktok train grpo``: the VLM training recipes (TRL).
+"""``masktok train sft | grpo | himtok-stage2``: the VLM training recipes (TRL).
 
-Both run as one process (CPU or one GPU) or one process per GPU under ``torchrun`` /
-``accelerate launch`` (DDP, or FSDP with ``--fsdp``); see ``docs/recipes.md``.
+Each reads its options with TRL's ``TrlParser``: ``--config FILE.yaml`` (e.g. one of
+``recipes/*.yaml``) sets them, command-line options override the file, and the defaults and help
+texts come from the recipe dataclasses (:mod:`masktok.train.vlm.recipe_args`); ``--help`` lists
+every option. All run as one process (CPU or one GPU) or one process per GPU under ``torchrun``
+/ ``accelerate launch``; see ``docs/recipes.md``. Bad input (an option, the model folder, a data
+file, a malformed conversation) raises ``ValueError``, which the ``masktok`` command reports as
+one ``error:`` line (:mod:`masktok.cli.errors`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-# Options both recipes share (typer reads each function's defaults; the objects are reusable).
-MODEL = typer.Option(..., "--model", help="Hugging Face VLM folder (e.g. from `masktok vlm add-vocab`).")
-DATA = typer.Option(..., "--data", help="SFT JSONL from `masktok build-sft` (repeatable).")
-OUTPUT_DIR = typer.Option(..., "--output-dir", help="Checkpoints, logs and final/.")
-VOCABULARY = typer.Option(None, help="samtok or himtok: add these mask words when missing "
-                                     "(default: the tokenizer must hold one already).")
-IMAGE_ROOT = typer.Option(None, help="Folder relative image paths start from (default: the "
-                                     "working directory).")
-MAX_SAMPLES = typer.Option(None, help="Use at most this many conversations.")
-LORA = typer.Option(False, "--lora/--full", help="Train a LoRA adapter instead of the full LLM.")
-LORA_RANK = typer.Option(16, help="LoRA rank.")
-LORA_ALPHA = typer.Option(32, help="LoRA alpha.")
-LORA_DROPOUT = typer.Option(0.05, help="LoRA dropout.")
-LORA_NEW_TOKENS = typer.Option("full", help="LoRA: how the mask words train: full (embedding + "
-                                            "LM head) or rows (their embedding rows + LM head).")
-FREEZE_VISION = typer.Option(True, "--freeze-vision/--train-vision", help="Freeze the vision tower.")
-TRAIN_PROJECTOR = typer.Option(True, "--train-projector/--freeze-projector",
-                               help="Train the vision-language projector.")
-WEIGHT_DTYPE = typer.Option("float32", help="Weights dtype: float32 (bf16 then as autocast) or bfloat16.")
-GRADIENT_CHECKPOINTING = typer.Option(False, help="Recompute activations in the backward pass.")
-MAX_STEPS = typer.Option(-1, help="Optimizer steps (-1: run --epochs).")
-EPOCHS = typer.Option(1.0, help="Passes over the data when --max-steps is -1.")
-BATCH_SIZE = typer.Option(8, help="Per device: conversations (SFT) or completions (GRPO).")
-GRAD_ACCUM = typer.Option(1, help="Gradient accumulation steps.")
-WARMUP_RATIO = typer.Option(0.03, help="Linear warm-up share of the steps.")
-SCHEDULER = typer.Option("cosine", help="LR schedule (transformers' names).")
-WEIGHT_DECAY = typer.Option(0.0, help="AdamW weight decay.")
-PRECISION = typer.Option("auto", help="auto (bf16 autocast on CUDA), bf16 or fp32.")
-SEED = typer.Option(0, help="Seed.")
-LOGGING_STEPS = typer.Option(10, help="Steps between log rows.")
-SAVE_STEPS = typer.Option(500, help="Steps between checkpoints (0: only the final export).")
-REPORT_TO = typer.Option([], "--report-to", help="Tracker (tensorboard, wandb…; repeatable).")
-FSDP = typer.Option(None, help="FSDP mode for transformers' Trainer, e.g. 'full_shard auto_wrap' "
-                               "(launch with torchrun / accelerate).")
-RESUME = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir.")
-
-
-def _settings(model: Path, vocabulary: Optional[str], lora: bool, lora_rank: int, lora_alpha: int,
-              lora_dropout: float, lora_new_tokens: str, freeze_vision: bool, train_projector: bool,
-              weight_dtype: str, gradient_checkpointing: bool, output_dir: Path, max_steps: int,
-              epochs: float, lr: float, batch_size: int, grad_accum: int, warmup_ratio: float,
-              scheduler: str, weight_decay: float, precision: str, seed: int, logging_steps: int,
-              save_steps: int, report_to: list[str], fsdp: Optional[str]) -> tuple[Any, Any]:
-    from masktok.train.vlm.config import LoraSettings, ModelSettings, TrainSettings
-
-    lora_settings = (LoraSettings(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                                  new_tokens=lora_new_tokens) if lora else None)
-    model_settings = ModelSettings(str(model), vocabulary=vocabulary, freeze_vision=freeze_vision,
-                                   train_projector=train_projector, lora=lora_settings,
-                                   weight_dtype=weight_dtype,
-                                   gradient_checkpointing=gradient_checkpointing)
-    train_settings = TrainSettings(
-        str(output_dir), max_steps=max_steps, epochs=epochs, learning_rate=lr,
-        weight_decay=weight_decay, warmup_ratio=warmup_ratio, lr_scheduler=scheduler,
-        batch_size=batch_size, grad_accum=grad_accum, precision=precision, seed=seed,
-        logging_steps=logging_steps, save_steps=save_steps, report_to=tuple(report_to),
-        extra={"fsdp": fsdp} if fsdp else {})
-    return model_settings, train_settings
+# Recipes pass their arguments through to TrlParser (which also answers --help).
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
 def _report(title: str, result: Any, keys: tuple[str, ...]) -> None:
@@ -91,97 +40,70 @@ def _report(title: str, result: Any, keys: tuple[str, ...]) -> None:
                   + (" (LoRA merged)" if result.merged_lora else ""))
 
 
-def sft(
-    model: Path = MODEL, data: list[Path] = DATA, output_dir: Path = OUTPUT_DIR,
-    eval_data: list[Path] = typer.Option([], "--eval-data", help="Held-out JSONL (repeatable)."),
-    vocabulary: Optional[str] = VOCABULARY, image_root: Optional[Path] = IMAGE_ROOT,
-    max_samples: Optional[int] = MAX_SAMPLES,
-    max_length: int = typer.Option(2048, help="Longest conversation in tokens."),
-    loss_on: str = typer.Option("assistant", help="assistant (every answer turn) or all tokens."),
-    eval_steps: int = typer.Option(500, help="Steps between evaluations (with --eval-data)."),
-    lora: bool = LORA, lora_rank: int = LORA_RANK, lora_alpha: int = LORA_ALPHA,
-    lora_dropout: float = LORA_DROPOUT, lora_new_tokens: str = LORA_NEW_TOKENS,
-    freeze_vision: bool = FREEZE_VISION, train_projector: bool = TRAIN_PROJECTOR,
-    weight_dtype: str = WEIGHT_DTYPE, gradient_checkpointing: bool = GRADIENT_CHECKPOINTING,
-    max_steps: int = MAX_STEPS, epochs: float = EPOCHS,
-    lr: float = typer.Option(2e-5, help="Peak learning rate (SAMTok SFT: 2e-5)."),
-    batch_size: int = BATCH_SIZE, grad_accum: int = GRAD_ACCUM, warmup_ratio: float = WARMUP_RATIO,
-    scheduler: str = SCHEDULER, weight_decay: float = WEIGHT_DECAY, precision: str = PRECISION,
-    seed: int = SEED, logging_steps: int = LOGGING_STEPS, save_steps: int = SAVE_STEPS,
-    report_to: list[str] = REPORT_TO, fsdp: Optional[str] = FSDP, resume: bool = RESUME,
-) -> None:
-    """Supervised fine-tuning on mask-word conversations (loss on the assistant turns)."""
-    from masktok.train.vlm.config import SFTRecipe
-    from masktok.train.vlm.sft import run_sft
+def _recipe(recipe_cls: type, name: str, args: list[str], feature: str) -> tuple[Any, Any]:
+    """The parsed recipe and run options, after checking what the run needs before anything
+    loads: the packages, the model folder and the data files."""
+    from masktok.errors import require_module
 
-    try:
-        model_settings, train_settings = _settings(
-            model, vocabulary, lora, lora_rank, lora_alpha, lora_dropout, lora_new_tokens,
-            freeze_vision, train_projector, weight_dtype, gradient_checkpointing, output_dir,
-            max_steps, epochs, lr, batch_size, grad_accum, warmup_ratio, scheduler, weight_decay,
-            precision, seed, logging_steps, save_steps, report_to, fsdp)
-        recipe = SFTRecipe(model=model_settings, train=train_settings,
-                           data=tuple(str(p) for p in data), eval_data=tuple(str(p) for p in eval_data),
-                           image_root=str(image_root) if image_root else None, max_length=max_length,
-                           loss_on=loss_on, max_samples=max_samples, eval_steps=eval_steps)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
-    result = run_sft(recipe, resume=resume)
+    require_module("trl", feature, "train")
+    from masktok.train.vlm.recipe_args import parse_recipe
+
+    recipe, run = parse_recipe(recipe_cls, args, prog=f"masktok train {name}")
+    if recipe.model.lora is not None:
+        require_module("peft", f"{feature} with lora", "train")
+    if not Path(recipe.model.path).is_dir():
+        raise ValueError(f"--model: {recipe.model.path}: no such folder")
+    for path in (*recipe.data, *getattr(recipe, "eval_data", ())):
+        if not Path(path).is_file():
+            raise ValueError(f"--data: {path}: no such file")
+    return recipe, run
+
+
+def sft(ctx: typer.Context) -> None:
+    """Supervised fine-tuning on mask-word conversations (loss on the assistant turns); also
+    HiMTok's stage 3. Options: --config FILE.yaml and/or --help."""
+    from masktok.train.vlm.config import SFTRecipe
+
+    recipe, run = _recipe(SFTRecipe, "sft", ctx.args, "SFT")
+    from masktok.train.vlm.sft import build_sft_trainer, export_final
+
+    trainer = build_sft_trainer(recipe)
+    trainer.train(resume_from_checkpoint=True if run.resume else None)
+    result = export_final(trainer, trainer.processing_class, recipe.model)
     _report("SFT", result, ("loss", "mean_token_accuracy", "eval_loss"))
 
 
-def grpo(
-    model: Path = MODEL, data: list[Path] = DATA, output_dir: Path = OUTPUT_DIR,
-    vocabulary: Optional[str] = VOCABULARY, image_root: Optional[Path] = IMAGE_ROOT,
-    max_samples: Optional[int] = MAX_SAMPLES,
-    reward: str = typer.Option("match", help="match (exact code tuples), partial (per-level "
-                                             "credit) or gcg (codes and phrases)."),
-    format_weight: float = typer.Option(0.0, help="Weight of the format reward."),
-    r1: bool = typer.Option(False, help="Format reward asks for <think>…</think><answer>…</answer>."),
-    num_generations: int = typer.Option(8, help="Completions per prompt."),
-    max_completion_length: int = typer.Option(64, help="New tokens per completion."),
-    temperature: float = typer.Option(1.0, help="Sampling temperature of the rollouts."),
-    top_p: float = typer.Option(1.0, help="Nucleus sampling of the rollouts."),
-    beta: float = typer.Option(0.0, help="KL weight towards the starting model."),
-    epsilon: float = typer.Option(0.2, help="Clip range."),
-    loss_type: str = typer.Option("dapo", help="TRL GRPO loss: dapo, grpo, dr_grpo, bnpo…"),
-    num_iterations: int = typer.Option(1, help="Updates per batch of rollouts."),
-    constrained: bool = typer.Option(True, "--constrained/--free",
-                                     help="Sample rollouts through the mask-word grammar."),
-    num_codes: Optional[int] = typer.Option(None, help="Constrained: codes per span (HiMTok)."),
-    lora: bool = LORA, lora_rank: int = LORA_RANK, lora_alpha: int = LORA_ALPHA,
-    lora_dropout: float = LORA_DROPOUT, lora_new_tokens: str = LORA_NEW_TOKENS,
-    freeze_vision: bool = FREEZE_VISION, train_projector: bool = TRAIN_PROJECTOR,
-    weight_dtype: str = WEIGHT_DTYPE, gradient_checkpointing: bool = GRADIENT_CHECKPOINTING,
-    max_steps: int = MAX_STEPS, epochs: float = EPOCHS,
-    lr: float = typer.Option(1e-6, help="Learning rate (SAMTok RL: 1e-6)."),
-    batch_size: int = typer.Option(16, help="Completions per device and step (a multiple of "
-                                            "--num-generations)."),
-    grad_accum: int = GRAD_ACCUM, warmup_ratio: float = typer.Option(0.0, help="Warm-up share."),
-    scheduler: str = typer.Option("constant", help="LR schedule."),
-    weight_decay: float = WEIGHT_DECAY, precision: str = PRECISION, seed: int = SEED,
-    logging_steps: int = typer.Option(1, help="Steps between log rows."),
-    save_steps: int = SAVE_STEPS, report_to: list[str] = REPORT_TO, fsdp: Optional[str] = FSDP,
-    resume: bool = RESUME,
-) -> None:
-    """GRPO with the textual answer-matching reward (last assistant turn = ground truth)."""
-    from masktok.train.vlm.grpo import run_grpo
+def grpo(ctx: typer.Context) -> None:
+    """GRPO with the textual answer-matching reward (last assistant turn = ground truth).
+    Options: --config FILE.yaml and/or --help."""
     from masktok.train.vlm.config import GRPORecipe
 
-    try:
-        model_settings, train_settings = _settings(
-            model, vocabulary, lora, lora_rank, lora_alpha, lora_dropout, lora_new_tokens,
-            freeze_vision, train_projector, weight_dtype, gradient_checkpointing, output_dir,
-            max_steps, epochs, lr, batch_size, grad_accum, warmup_ratio, scheduler, weight_decay,
-            precision, seed, logging_steps, save_steps, report_to, fsdp)
-        recipe = GRPORecipe(
-            model=model_settings, train=train_settings, data=tuple(str(p) for p in data),
-            image_root=str(image_root) if image_root else None, max_samples=max_samples,
-            reward=reward, format_weight=format_weight, r1=r1, num_generations=num_generations,
-            max_completion_length=max_completion_length, temperature=temperature, top_p=top_p,
-            beta=beta, epsilon=epsilon, loss_type=loss_type, num_iterations=num_iterations,
-            constrained=constrained, num_codes=num_codes)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
-    result = run_grpo(recipe, resume=resume)
+    recipe, run = _recipe(GRPORecipe, "grpo", ctx.args, "GRPO")
+    from masktok.train.vlm.grpo import build_grpo_trainer
+    from masktok.train.vlm.sft import export_final
+
+    trainer = build_grpo_trainer(recipe)
+    trainer.train(resume_from_checkpoint=True if run.resume else None)
+    result = export_final(trainer, trainer.processing_class, recipe.model)
     _report("GRPO", result, ("reward", "reward_std", "loss"))
+
+
+def himtok_stage2(ctx: typer.Context) -> None:
+    """HiMTok stage 2: the LMM and HiMTok's de-tokenizer trained together (cross-entropy +
+    hierarchical mask loss). Options: --config FILE.yaml and/or --help."""
+    from masktok.train.vlm.config import HiMTokStage2Recipe
+
+    recipe, run = _recipe(HiMTokStage2Recipe, "himtok-stage2", ctx.args, "HiMTok stage 2")
+    if recipe.mask_tokenizer is not None and not Path(recipe.mask_tokenizer).exists():
+        raise ValueError(f"--mask_tokenizer: {recipe.mask_tokenizer}: no such file or folder")
+    from masktok.train.vlm.himtok_stage2 import build_himtok_stage2_trainer, train_himtok_stage2
+
+    trainer = build_himtok_stage2_trainer(recipe)
+    result = train_himtok_stage2(trainer, resume=run.resume)
+    _report("HiMTok stage 2", result, ("loss", "mask_loss", "mask_iou", "mean_token_accuracy"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the recipe commands to ``masktok train``."""
+    for name, command in (("sft", sft), ("grpo", grpo), ("himtok-stage2", himtok_stage2)):
+        app.command(name, context_settings=dict(PASS_THROUGH), add_help_option=False)(command)

@@ -26,12 +26,15 @@ def tokenizer(family: str, resume: bool, **values) -> None:
     Every option's default is the training config's (masktok.train.tokenizer.config)."""
     import os
 
+    from masktok.cli.tokenizer_option import check_device
     from masktok.train.tokenizer.trainer import train_tokenizer
 
     if family not in FAMILY_CONFIGS:
         raise typer.BadParameter(f"expected one of {', '.join(FAMILY_CONFIGS)}, got {family!r}", param_hint="--family")
     family_cls = FAMILY_CONFIGS[family]
     given = _OPTIONS.given(values)
+    if given.get("device", "auto") != "auto":
+        check_device(given["device"])
     own, run = _OPTIONS.split(given, family_cls), _OPTIONS.split(given, TrainConfig)
     foreign = sorted(set(given) - set(own) - set(run))
     if foreign:
@@ -66,8 +69,8 @@ with_options(tokenizer, _OPTIONS,
 app.command("tokenizer")(tokenizer)
 
 
-from masktok.cli.recipes import grpo, sft  # noqa: E402  (the VLM recipes: SFT and GRPO on TRL)
-app.command("sft")(sft); app.command("grpo")(grpo)  # noqa: E702
+from masktok.cli.recipes import register as _register_recipes  # noqa: E402  (the VLM recipes on TRL)
+_register_recipes(app)
 
 
 @app.command("export")

@@ -5,7 +5,9 @@ imported only when needed, so ``import masktok.tokenizers`` stays light) and, op
 that recognises their official files. The family stored at a path is read from its
 ``config.json`` field ``"tokenizer_type"`` (masktok's own format), or recognised by a registered
 test (SAMTok: ``mask_tokenizer*.pth``, alone or in a VLM folder; HiMTok: ``himtok.pth``, alone or
-in a folder). A new family plugs in with :func:`register_tokenizer_family`; no caller changes.
+in a folder, or inside official InternVL2.5-HiMTok shards); a folder holding several is refused.
+A chat folder masktok wrote opens through its ``mask_tokenizer/``. A new family plugs in with
+:func:`register_tokenizer_family`; no caller changes.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ class TokenizerFamily:
     Attributes:
         name: the ``"tokenizer_type"`` its ``config.json`` names.
         tokenizer_class: the class, or ``"module:Class"`` to import on first use.
-        recognizes: path → whether it holds this family's official files (no ``config.json``
-            naming a type); None when the family has only masktok's format.
+        recognizes: path → the names of the family's official files found there (a file, or a
+            folder without a ``config.json`` naming a type, e.g. an official VLM's; an empty
+            list: none); None when the family has only masktok's format.
     """
 
     name: str
     tokenizer_class: type | str
-    recognizes: Callable[[Path], bool] | None = None
+    recognizes: Callable[[Path], list[str]] | None = None
 
     def load_class(self) -> type:
         """The tokenizer class (imported now when it was given by name)."""
@@ -48,7 +51,7 @@ _FAMILIES: dict[str, TokenizerFamily] = {}
 
 
 def register_tokenizer_family(name: str, tokenizer_class: type | str, *,
-                              recognizes: Callable[[Path], bool] | None = None,
+                              recognizes: Callable[[Path], list[str]] | None = None,
                               replace: bool = False) -> TokenizerFamily:
     """Make ``load_tokenizer`` (and everything built on it) open tokenizers of family ``name``.
 
@@ -93,7 +96,7 @@ def tokenizer_type(path: str | Path) -> str:
         raise FileNotFoundError(f"no tokenizer at {path}")
     folder = path if path.is_dir() else path.parent
     config = folder / CONFIG_FILE
-    kind = None
+    kind = data = None
     if config.is_file() and (path.is_dir() or path.name == CONFIG_FILE or path.suffix == ".safetensors"):
         try:
             data = json.loads(config.read_text())
@@ -106,16 +109,48 @@ def tokenizer_type(path: str | Path) -> str:
         if kind not in _FAMILIES:
             raise ValueError(f"{config}: unknown tokenizer_type {kind!r}; registered: {sorted(_FAMILIES)}")
         return kind
-    found = [family.name for family in _FAMILIES.values()
-             if family.recognizes is not None and family.recognizes(path)]
-    if len(found) == 1:
-        return found[0]
+    found = official_tokenizers(path)
     if len(found) > 1:
-        raise ValueError(f"{path} holds the official files of several tokenizer families {found}; "
-                         "give the file itself")
+        names = [name for _, name in found]
+        raise ValueError(f"{path}: holds {len(found)} candidate mask tokenizers ({names}); pass the file itself")
+    if found:
+        return found[0][0]
+    if data is not None:
+        raise ValueError(f"{config} has no \"tokenizer_type\" field naming the tokenizer family, and the "
+                         "folder holds no official tokenizer file (mask_tokenizer*.pth, himtok.pth)")
     raise ValueError(f"cannot tell which mask tokenizer {path} holds: expected a folder with {CONFIG_FILE} "
                      "(field \"tokenizer_type\") or an official checkpoint such as mask_tokenizer_256x2.pth "
                      "or himtok.pth")
+
+
+CHAT_MANIFEST = "masktok_chat.json"
+CHAT_TOKENIZER_DIR = "mask_tokenizer"
+
+
+def chat_folder_tokenizer(path: str | Path) -> Path:
+    """``path/mask_tokenizer`` for a chat folder masktok wrote (``masktok_chat.json`` or a
+    ``mask_tokenizer/`` beside a VLM), so such a folder (e.g. a recipe's ``final/``) opens as a
+    tokenizer path; any other path unchanged."""
+    path = Path(path)
+    sub = path / CHAT_TOKENIZER_DIR
+    if path.is_dir() and sub.is_dir():
+        manifest = path / CHAT_MANIFEST
+        if manifest.is_file():
+            try:
+                name = json.loads(manifest.read_text()).get("mask_tokenizer", CHAT_TOKENIZER_DIR)
+            except (ValueError, AttributeError) as err:
+                raise ValueError(f"{manifest} is not a valid masktok chat manifest: {err}") from err
+            return path / name
+        return sub
+    return path
+
+
+def official_tokenizers(path: str | Path) -> list[tuple[str, str]]:
+    """(family, what) of every official tokenizer the registered families recognise at ``path``
+    (a file, or a folder such as an official VLM's); ``what`` names the file."""
+    path = Path(path)
+    return [(family.name, name) for family in _FAMILIES.values() if family.recognizes is not None
+            for name in family.recognizes(path)]
 
 
 def load_tokenizer(path: str | Path, *, device: Any = "cpu", dtype: Any = None, revision: str | None = None,
@@ -128,18 +163,32 @@ def load_tokenizer(path: str | Path, *, device: Any = "cpu", dtype: Any = None, 
     patterns = sorted({p for family in _FAMILIES.values() for p in family.load_class().hub_files} | {"*.md"})
     local = resolve_pretrained(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                                allow_patterns=patterns)
+    local = chat_folder_tokenizer(local)
     cls = tokenizer_class(tokenizer_type(local))
     return cls.from_pretrained(local, device=device, dtype=dtype, **options)
 
 
-def _samtok_official(path: Path) -> bool:
+def _samtok_official(path: Path) -> list[str]:
+    """Official SAMTok files: ``mask_tokenizer*.pth``, alone or in a (VLM) folder."""
     if path.is_dir():
-        return any(path.glob("mask_tokenizer*.pth"))
-    return path.name.startswith("mask_tokenizer") and path.suffix == ".pth"
+        return [p.name for p in sorted(path.glob("mask_tokenizer*.pth"))]
+    return [path.name] if path.name.startswith("mask_tokenizer") and path.suffix == ".pth" else []
 
 
-def _himtok_official(path: Path) -> bool:
-    return (path / "himtok.pth").is_file() if path.is_dir() else path.name == "himtok.pth"
+def _himtok_official(path: Path) -> list[str]:
+    """Official HiMTok weights: ``himtok.pth``, alone or in a folder, or the ``mask_decoder.*``
+    tensors inside the shards of an official InternVL2.5-HiMTok folder (``model_type:
+    internvl_chat``)."""
+    if not path.is_dir():
+        return [path.name] if path.name == "himtok.pth" else []
+    found = ["himtok.pth"] if (path / "himtok.pth").is_file() else []
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else None
+    except ValueError:
+        config = None
+    if isinstance(config, dict) and config.get("model_type") == "internvl_chat":
+        found.append("mask_decoder.* in the weights")
+    return found
 
 
 register_tokenizer_family("samtok", "masktok.tokenizers.samtok:SAMTok", recognizes=_samtok_official)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from masktok.devices import resolve_device
 from masktok.tokenizers.base import (
     ABSENT_CODE,
     DEFAULT_EMPTY_MASKS,
@@ -73,7 +74,7 @@ class MaskTokenizerBase(ABC):
 
     def __init__(self, *, model: Any, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  mask_batch_size: int = 256) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.dtype = dtype or default_dtype(self.device)
@@ -137,6 +138,7 @@ class MaskTokenizerBase(ABC):
         raises ``ValueError`` naming it.
         """
         cls.check_options(options)
+        device = resolve_device(device)  # before a (slow) download or load
         local = resolve_pretrained(path, revision=revision, cache_dir=cache_dir,
                                    local_files_only=local_files_only, allow_patterns=cls.hub_files)
         return cls._load(local, device=device, dtype=dtype, **options)
@@ -242,6 +244,7 @@ class MaskTokenizerBase(ABC):
         length = self.check_num_codes(num_codes)
         policy = check_empty_masks(empty_masks)
         _positive_int(batch_size, "batch_size")
+        _check_hook_options(self._encode_pairs, options, {"batch_size"}, f"{self.display_name} encoding")
         encoded = self._encode_pairs(pairs, batch_size=batch_size, **options)
         return (_apply_empty_policy(codes[:, :length], present, policy, name(index))
                 for index, (codes, present) in enumerate(encoded))
@@ -270,6 +273,7 @@ class MaskTokenizerBase(ABC):
         if lengths is not None and len(lengths) != len(images):
             raise ValueError(f"got {len(images)} images but {len(lengths)} length tensors")
         _positive_int(batch_size, "batch_size")
+        _check_hook_options(self._decode_pairs, options, _DECODE_ARGUMENTS, f"{self.display_name} decoding")
         rows, row_lengths, absent = [], [], []
         for i, c in enumerate(codes):
             checked = self._code_rows(c, f"codes[{i}]")
@@ -353,22 +357,44 @@ class MaskTokenizerBase(ABC):
         indices = [i for i, span in enumerate(spans) if span.decodable]
         if max_spans is not None and len(indices) > _positive_int(max_spans, "max_spans"):
             raise ValueError(f"text: {len(indices)} decodable mask spans, more than max_spans={max_spans}")
-        prepared = self.embed_image(image, **options) if indices else image
+        embed_options = {k: v for k, v in options.items() if k in _keyword_names(self.embed_image)}
+        decode_options = {k: v for k, v in options.items() if k not in embed_options}
+        _check_hook_options(self._decode_pairs, decode_options, _DECODE_ARGUMENTS, f"{self.display_name} decoding")
+        prepared = self.embed_image(image, **embed_options) if indices else image
         out: torch.Tensor | None = None
         for start in range(0, len(indices), chunk_size):
-            part = [list(spans[i].codes)[: self.max_codes] for i in indices[start: start + chunk_size]]
+            part = [list(spans[i].codes) for i in indices[start: start + chunk_size]]
             width = max(len(codes) for codes in part)
             codes = torch.zeros(len(part), width, dtype=torch.long)
             for row, values in enumerate(part):
                 codes[row, : len(values)] = torch.tensor(values, dtype=torch.long)
             lengths = torch.tensor([len(values) for values in part])
-            masks = self.decode(prepared, codes, size=size, threshold=threshold, lengths=lengths)
+            masks = self.decode(prepared, codes, size=size, threshold=threshold, lengths=lengths, **decode_options)
             if out is None:
                 out = torch.empty(len(indices), *masks.shape[1:], dtype=torch.bool)
             out[start: start + len(part)] = masks
         if out is None:
-            out = self.decode(image, torch.zeros(0, 1, dtype=torch.long), size=size, threshold=threshold)
+            out = self.decode(image, torch.zeros(0, 1, dtype=torch.long), size=size, threshold=threshold,
+                              **decode_options)
         return DecodedWords(masks=out, spans=spans, decoded_span_indices=indices)
+
+
+_DECODE_ARGUMENTS = frozenset({"lengths", "sizes", "threshold", "return_logits", "batch_size"})
+
+
+def _keyword_names(function: Any) -> set[str]:
+    """The keyword-only parameter names of ``function``."""
+    return {p.name for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _check_hook_options(hook: Any, options: dict[str, Any], fixed: Iterable[str], what: str) -> None:
+    """``ValueError`` naming the ``options`` a family hook does not take (its keyword-only
+    parameters less the ``fixed`` ones the base passes itself)."""
+    accepted = sorted(_keyword_names(hook) - set(fixed))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{what} does not take the option(s) {unknown}; it takes {accepted}")
 
 
 def _apply_empty_policy(codes: torch.Tensor, present: torch.Tensor, policy: str, name: str) -> torch.Tensor:

@@ -10,7 +10,12 @@ TRL (one JSON object per line; ``SFTTrainer`` with a vision processor reads it a
 
     {"id": "res/123", "images": ["a.jpg"],
      "messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "…"}]},
-                  {"role": "assistant", "content": [{"type": "text", "text": "…"}]}]}
+                  {"role": "assistant", "content": [{"type": "text", "text": "…"}]}],
+     "masks": [{"image": 0, "rle": {"size": [480, 640], "counts": "…"}}]}
+
+``masks`` holds the ground truth of every mask span of the text, in reading order (HiMTok's
+stage 2 trains its mask loss on it; other readers ignore it). It is left out when the sample
+mentions no mask.
 
 Image placeholders sit in the user message of the turn that shows the image, before its text,
 in image order. Paths are written as built, or relative to ``relative_to`` when given.
@@ -56,7 +61,7 @@ def llava_record(sample: SFTSample, relative_to: str | Path | None = None) -> di
 
 
 def trl_record(sample: SFTSample, relative_to: str | Path | None = None) -> dict[str, Any]:
-    """One sample as chat-template ``messages`` + ``images``."""
+    """One sample as chat-template ``messages`` + ``images`` (+ the ground-truth ``masks``)."""
     _check_order(sample)
     messages = []
     for turn in sample.turns:
@@ -64,7 +69,17 @@ def trl_record(sample: SFTSample, relative_to: str | Path | None = None) -> dict
         content.append({"type": "text", "text": turn.user})
         messages.append({"role": "user", "content": content})
         messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.assistant}]})
-    return {"id": sample.sample_id, "images": _paths(sample, relative_to), "messages": messages}
+    record: dict[str, Any] = {"id": sample.sample_id, "images": _paths(sample, relative_to),
+                              "messages": messages}
+    if sample.masks:
+        record["masks"] = [{"image": m.image_index, "rle": _json_rle(m.rle)} for m in sample.masks]
+    return record
+
+
+def _json_rle(rle: dict) -> dict:
+    counts = rle["counts"]
+    return {"size": [int(v) for v in rle["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def write_llava_json(samples: Iterable[SFTSample], path: str | Path,

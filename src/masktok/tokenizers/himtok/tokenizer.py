@@ -1,7 +1,7 @@
 """The public HiMTok tokenizer: binary masks ⇄ up to K codes ⇄ mask words.
 
 Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
-ignored. Masks of any size are stretched to the model frame (256×256, bilinear, as the official
+not read (a path given there must still name an existing file, so a typo is not silently ignored). Masks of any size are stretched to the model frame (256×256, bilinear, as the official
 model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
 any device; results come back on the CPU (codes int64, masks bool, maps float32).
 
@@ -66,6 +66,27 @@ def _as_binary_masks(masks: Any, name: str = "masks") -> torch.Tensor:
     return as_mask_tensor(masks, name)
 
 
+def _check_unread_image(image: Any) -> None:
+    """The image HiMTok does not read: a path must still exist (FileNotFoundError otherwise)."""
+    if isinstance(image, (str, Path)) and not Path(image).is_file():
+        raise FileNotFoundError(f"image: no image file at {image} (HiMTok does not read the image, "
+                                "but a path that names no file is refused rather than ignored)")
+
+
+def _pil_bicubic_frames(binary: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W) bool → (N, 1, S, S) float32: each mask as an 8-bit image (0 / 255) resized with
+    PIL bicubic, / 255 — the official HiMTok data path (``convert_mask2tokens.py``)."""
+    from PIL import Image
+
+    frames = []
+    for mask in binary.cpu().numpy():
+        image = Image.fromarray(mask.astype(np.uint8) * 255)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BICUBIC)
+        frames.append(np.asarray(image, dtype=np.float32) / 255.0)
+    return torch.from_numpy(np.stack(frames)).unsqueeze(1)
+
+
 def _probability_logits(probs: torch.Tensor) -> torch.Tensor:
     """Probabilities → logits, ±inf at exactly 0 / 1 (box-first decoding pastes probabilities)."""
     return torch.logit(probs.double()).float()
@@ -112,6 +133,12 @@ class HiMTok(MaskTokenizerBase):
         if path.is_file() and path.name in (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME) \
                 and (path.parent / checkpoint.CONFIG_NAME).is_file():
             path = path.parent  # a file of a masktok folder names the folder
+        if checkpoint.is_lmm_folder(path):  # InternVL2.5-HiMTok: HiMTok inside the weight shards
+            return cls.from_official_state(checkpoint.read_lmm_shards(path), str(path), device=device,
+                                           dtype=dtype, config=config, **init_options)
+        if path.is_dir() and checkpoint.is_vlm_folder(path):  # a VLM's config.json beside himtok.pth
+            return cls._from_official_file(path / checkpoint.OFFICIAL_NAME, device=device, dtype=dtype,
+                                           config=config, **init_options)
         if path.is_dir() and (path / checkpoint.CONFIG_NAME).is_file():
             folder_config = checkpoint.read_folder_config(path)
             weights = path / checkpoint.WEIGHTS_NAME
@@ -122,15 +149,32 @@ class HiMTok(MaskTokenizerBase):
         if official is None:
             raise ValueError(f"{path} is neither a HiMTok folder (config.json + {checkpoint.WEIGHTS_NAME}) "
                              f"nor an official checkpoint file / folder holding {checkpoint.OFFICIAL_NAME}")
+        return cls._from_official_file(official, device=device, dtype=dtype, config=config, **init_options)
+
+    @classmethod
+    def _from_official_file(cls, path: Path, *, device: str | torch.device, dtype: torch.dtype | None,
+                            config: HiMTokConfig | None = None, **init_options: Any) -> "HiMTok":
+        """An official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.`` allowed)."""
+        state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(path))
+        return cls.from_official_state(state, str(path), device=device, dtype=dtype, config=config, **init_options)
+
+    @classmethod
+    def from_official_state(cls, state: dict[str, torch.Tensor], source: str, *, device: str | torch.device = "cpu",
+                            dtype: torch.dtype | None = None, config: HiMTokConfig | None = None,
+                            **init_options: Any) -> "HiMTok":
+        """An official-layout state dict already in memory (no prefixes; e.g. the ``mask_decoder.*``
+        tensors of InternVL2.5-HiMTok shards) → tokenizer, loaded strictly but for
+        :data:`~masktok.tokenizers.himtok.checkpoint.BENIGN_OFFICIAL_DIFFERENCES`; ``source``
+        names it in errors. ``config`` default: :func:`official_config`."""
         config = config or official_config()
-        state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(official))
         if config.quantizer == "vq":  # every buffer is persistent: skip the random init
             with torch.device("meta"):
                 model = HiMTokModel(config)
             model = model.to_empty(device="cpu")
         else:
             model = HiMTokModel(config)
-        checkpoint.load_state_dict_strict(model, state, str(official))
+        state = checkpoint.fill_benign_official_keys(model, state, source)
+        checkpoint.load_state_dict_strict(model, state, source)
         return cls(model=model, device=device, dtype=dtype, **init_options)
 
     def _save(self, folder: Path, layout: str) -> None:
@@ -152,13 +196,17 @@ class HiMTok(MaskTokenizerBase):
     def prepare_masks(self, masks: Any) -> torch.Tensor:
         """masks (N, H, W) binary → model input (N, in_channels, S, S) in the model dtype/device.
 
-        Stretched to S×S with bilinear interpolation of the 0/1 map (soft values at edges).
+        Stretched to S×S as ``config.mask_resize`` says: bilinear interpolation of the 0/1 map
+        (soft values at edges), or the official path (8-bit image, PIL bicubic, / 255).
         """
         binary = _as_binary_masks(masks)
         size = self.config.image_size
-        x = binary.to(device=self.device, dtype=torch.float32).unsqueeze(1)
-        if x.shape[-2:] != (size, size) and x.shape[0] > 0:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if self.config.mask_resize == "pil_bicubic" and binary.shape[0] > 0:
+            x = _pil_bicubic_frames(binary, size).to(self.device)
+        else:
+            x = binary.to(device=self.device, dtype=torch.float32).unsqueeze(1)
+            if x.shape[-2:] != (size, size) and x.shape[0] > 0:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return x.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
 
     def prepare_box_frames(self, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,6 +230,8 @@ class HiMTok(MaskTokenizerBase):
         is ignored). Box-first models: 4 box codes + the shape codes of the box frame."""
         source, offset = iter(pairs), 0
         while group := list(islice(source, batch_size)):
+            for image, _ in group:
+                _check_unread_image(image)
             stacks = [_as_binary_masks(masks, f"masks[{offset + i}]") for i, (_, masks) in enumerate(group)]
             present = [stack.flatten(1).any(dim=1) for stack in stacks]
             prepared = [self._model_inputs(stack[flags]) for stack, flags in zip(stacks, present)]
@@ -271,8 +321,11 @@ class HiMTok(MaskTokenizerBase):
                       batch_size: int) -> list[torch.Tensor]:
         """codes (N, L) → masks (N, H, W) bool at the size asked for (default: the S×S model
         frame), stretched. ``threshold`` applies to the probability (default 0.5);
-        ``return_logits`` returns the float32 logits resized instead. The images are ignored."""
-        del images, batch_size
+        ``return_logits`` returns the float32 logits resized instead. The images are not read
+        (a path must name a file)."""
+        del batch_size
+        for image in images:
+            _check_unread_image(image)
         threshold = _check_threshold(threshold)
         out = []
         for rows, kept, size in zip(codes, lengths, sizes):
@@ -301,13 +354,15 @@ class HiMTok(MaskTokenizerBase):
     @torch.inference_mode()
     def decode_soft(self, code_probs: torch.Tensor, *, size: Sequence[int] | None = None,
                     threshold: float | None = None, return_logits: bool = False,
-                    renormalize: bool = True, batch_size: int = 256) -> torch.Tensor:
+                    renormalize: bool | None = None, batch_size: int = 256) -> torch.Tensor:
         """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`).
 
         Position t's token is the probability-weighted codebook mixture; ``renormalize`` as in
         :meth:`CosineVectorQuantizer.soft_lookup` (True: one-hot rows decode exactly like hard
-        codes; False: the official LMM's raw mixture).
+        codes; False: the official LMM's raw mixture); None: ``config.soft_renormalize`` (False
+        for the official model, so its default reproduces the official path).
         """
+        renormalize = self.config.soft_renormalize if renormalize is None else bool(renormalize)
         if not isinstance(code_probs, torch.Tensor) or code_probs.ndim != 3:
             raise ValueError(f"code_probs must be a tensor of shape (N, T, V), got "
                              f"{getattr(code_probs, 'shape', type(code_probs).__name__)}")

@@ -54,6 +54,10 @@ from masktok.tokenizers.tokenizer_base import MaskTokenizerBase
 MASK_COUNT_MULTIPLE = 16  # the compiled mask side sees mask counts padded to a multiple of this
 
 
+# How a SAMTok word with a level left out ([c0, -1], a truncated answer) decodes; see SAMTok.decode.
+PARTIAL_MODES = ("level0_only", "reference")
+
+
 @dataclass
 class _Prepared:
     """An image made ready on the host: a known embedding, or resized pixels to encode."""
@@ -230,17 +234,26 @@ class SAMTok(MaskTokenizerBase):
     # Decode ------------------------------------------------------------------------------------
     def _decode_pairs(self, images: Sequence[Any], codes: list[torch.Tensor], *, lengths: list[torch.Tensor],
                       sizes: Sequence[tuple[int, int] | None], threshold: float | None, return_logits: bool,
-                      batch_size: int, cache: ImageEmbeddingCache | None = None) -> list[torch.Tensor]:
+                      batch_size: int, cache: ImageEmbeddingCache | None = None,
+                      partial: str = "level0_only") -> list[torch.Tensor]:
         """Codes (N, L), L ≤ depth (−1 marks a trailing level left out; ``lengths`` leave out the
         levels past them) → masks at ``sizes`` (default: the image's size); each image is
-        encoded once. Level-0-only codes decode with the level-0 codeword alone; out-of-range
-        codes raise ``ValueError``. ``threshold``: logit threshold after the bilinear resize
-        (default: the config's 0.5)."""
+        encoded once. Out-of-range codes raise ``ValueError``. ``threshold``: logit threshold
+        after the bilinear resize (default: the config's 0.5).
+
+        ``partial`` (see :data:`PARTIAL_MODES`): how a level left out decodes. ``"level0_only"``
+        (default): with the codewords of the levels given alone, what the design asks for.
+        ``"reference"``: as the official code and demo do (they overwrite −1 with 0 in place), a
+        missing level takes its codebook's row 0 — offered to reproduce their outputs.
+        """
+        if partial not in PARTIAL_MODES:
+            raise ValueError(f"partial: expected one of {PARTIAL_MODES}, got {partial!r}")
         checked = []
         for i, (rows, kept) in enumerate(zip(codes, lengths)):
             rows = rows.clone()
             rows[torch.arange(rows.shape[1])[None, :] >= kept[:, None]] = -1
-            checked.append(self.model.quantizer.check_codes(rows, f"codes[{i}]"))
+            rows = self.model.quantizer.check_codes(rows, f"codes[{i}]")
+            checked.append(self._reference_partial(rows) if partial == "reference" else rows)
         threshold = self.config.mask_threshold if threshold is None else float(threshold)
         results: list[torch.Tensor] = []
         pending: Pending | None = None
@@ -255,6 +268,12 @@ class SAMTok(MaskTokenizerBase):
         if pending is not None:
             results.extend(pending.result())
         return results
+
+    def _reference_partial(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, L ≤ depth) checked codes → (N, depth): levels left out (−1 or absent) become code 0."""
+        full = torch.zeros(codes.shape[0], self.config.codebook_depth, dtype=torch.long)
+        full[:, : codes.shape[1]] = codes
+        return full.clamp_min(0)
 
     @torch.inference_mode()
     def _launch_decode(self, features: ImageFeatures | None, codes: list[torch.Tensor], sizes: list[tuple[int, int]],

@@ -65,6 +65,8 @@ class HiMTokTrainConfig:
                              f"{self.max_side} and {self.num_partial}")
         if not 0 <= self.synthetic_fraction <= 1 or not 0 <= self.crop_prob <= 1:
             raise ValueError("synthetic_fraction and crop_prob must lie in [0, 1]")
+        if any(length < 1 for length in self.val_prefix_lengths):
+            raise ValueError(f"val_prefix_lengths: code lengths start at 1, got {list(self.val_prefix_lengths)}")
         if self.synthetic_fraction < 1 and not (self.data or self.packed):
             raise ValueError("HiMTok training needs real masks (data or packed) unless synthetic_fraction is 1")
 

@@ -1,10 +1,13 @@
-"""Small configs of the VLM training recipes (``masktok train sft`` / ``masktok train grpo``).
+"""Small configs of the VLM training recipes (``masktok train sft | grpo | himtok-stage2``).
 
 Each recipe is one dataclass built from three parts: which model and what to train in it
 (:class:`ModelSettings`, with an optional :class:`LoraSettings`), how long and how fast
-(:class:`TrainSettings`), and the recipe's own data and objective (:class:`SFTRecipe`,
-:class:`GRPORecipe`). Every field is checked on construction; a bad value raises ``ValueError``
-naming the field.
+(:class:`TrainSettings`; GRPO and HiMTok stage 2 have their own defaults), and the recipe's own
+data and objective (:class:`SFTRecipe`, :class:`GRPORecipe`, :class:`HiMTokStage2Recipe`). Every
+field is checked on construction; a bad value raises ``ValueError`` naming the field.
+
+These dataclasses are the one source of defaults and help texts: the command line and the YAML
+recipe files are read through them (:mod:`masktok.train.vlm.recipe_args`).
 """
 
 from __future__ import annotations
@@ -83,9 +86,12 @@ class ModelSettings:
             (bf16 then runs as autocast), ``"bfloat16"`` halves memory (sensible with LoRA).
         attn_implementation: passed to ``from_pretrained`` (None: the library's default).
         gradient_checkpointing: trade compute for activation memory.
+        max_pixels: the processor's pixel budget per image (None: as the folder's processor
+            says); images above it are scaled down. HiMTok's stage 2 trains at low resolution
+            (448² = 200704), stage 3 at high resolution. The exported processor keeps it.
     """
 
-    path: str
+    path: str = field(metadata={"flat_name": "model"})
     vocabulary: str | None = None
     freeze_vision: bool = True
     train_projector: bool = True
@@ -93,6 +99,7 @@ class ModelSettings:
     weight_dtype: str = "float32"
     attn_implementation: str | None = "sdpa"
     gradient_checkpointing: bool = False
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path:
@@ -100,6 +107,8 @@ class ModelSettings:
         if self.vocabulary is not None:
             _choice("model.vocabulary", self.vocabulary, VOCABULARY_NAMES)
         _choice("model.weight_dtype", self.weight_dtype, WEIGHT_DTYPES)
+        if self.max_pixels is not None:
+            _positive("model.max_pixels", self.max_pixels)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,25 @@ class TrainSettings:
                              f"train.save_total_limit ≥ 1, got {self.save_steps}, "
                              f"{self.dataloader_workers}, {self.save_total_limit}")
         _choice("train.precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class GRPOTrainSettings(TrainSettings):
+    """:class:`TrainSettings` with GRPO's defaults: the SAMTok paper's RL learning rate (1e-6), a
+    constant schedule without warm-up, 16 completions per device and step, a log row per step."""
+
+    learning_rate: float = 1e-6
+    lr_scheduler: str = "constant"
+    warmup_ratio: float = 0.0
+    batch_size: int = 16
+    logging_steps: int = 1
+
+
+@dataclass(frozen=True)
+class HiMTokStage2TrainSettings(TrainSettings):
+    """:class:`TrainSettings` with HiMTok stage 2's learning rate (paper, appendix D: 4e-5)."""
+
+    learning_rate: float = 4e-5
 
 
 @dataclass(frozen=True)
@@ -230,7 +258,7 @@ class GRPORecipe:
     """
 
     model: ModelSettings
-    train: TrainSettings
+    train: GRPOTrainSettings
     data: tuple[str, ...]
     image_root: str | None = None
     max_samples: int | None = None
@@ -272,3 +300,52 @@ class GRPORecipe:
             raise ValueError("num_codes: only used by constrained decoding; set constrained=True")
         if self.max_samples is not None:
             _positive("max_samples", self.max_samples)
+
+
+@dataclass(frozen=True)
+class HiMTokStage2Recipe(SFTRecipe):
+    """HiMTok's stage 2 (paper §3.3, Fig. 3b): SFT whose loss adds, to the cross-entropy, the
+    hierarchical mask loss on masks de-tokenized from the model's own predicted code
+    distributions. The de-tokenizer trains with the model (or stays frozen); the encoder is frozen.
+
+    Data: the SFT JSONL with the ground-truth mask of each mask span in ``masks`` (see
+    :mod:`masktok.train.vlm.mask_targets`); a record without masks adds cross-entropy only.
+
+    Attributes:
+        mask_tokenizer: the HiMTok tokenizer: a masktok folder (e.g. stage 1's ``final/``) or an
+            official ``himtok.pth``; None: the one in the model folder.
+        mask_loss_weight: weight of the mask loss next to the cross-entropy (0: cross-entropy only).
+        train_decoder: train the de-tokenizer (latent and pixel decoder) with the model; false
+            keeps it frozen. The encoder and the codebook are always frozen.
+        encode_masks: write the codes of every span that has a ground-truth mask with the frozen
+            encoder while training (the text may hold placeholder codes, as the official data
+            does); false trains on the codes the text holds.
+        num_partial_levels: prefix levels sampled per mask besides its full level, with
+            p(l) ∝ 1 / (l + 8).
+        code_logit_scale: the predicted distribution at a code position is softmax(scale · the
+            logits of the code tokens) (the official model uses 2).
+        bce_weight, dice_weight: weights of BCE and Dice inside each level's mask loss.
+    """
+
+    train: HiMTokStage2TrainSettings
+    mask_tokenizer: str | None = None
+    mask_loss_weight: float = 1.0
+    train_decoder: bool = True
+    encode_masks: bool = True
+    num_partial_levels: int = 3
+    code_logit_scale: float = 2.0
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mask_tokenizer is not None and not self.mask_tokenizer:
+            raise ValueError("mask_tokenizer: expected a tokenizer folder or file, got ''")
+        if self.mask_loss_weight < 0:
+            raise ValueError(f"mask_loss_weight: expected a value ≥ 0, got {self.mask_loss_weight}")
+        if self.num_partial_levels < 0:
+            raise ValueError(f"num_partial_levels: expected a count ≥ 0, got {self.num_partial_levels}")
+        _positive("code_logit_scale", self.code_logit_scale)
+        if min(self.bce_weight, self.dice_weight) < 0 or self.bce_weight + self.dice_weight == 0:
+            raise ValueError(f"bce_weight and dice_weight: expected values ≥ 0, not both 0, got "
+                             f"{self.bce_weight}, {self.dice_weight}")

@@ -11,6 +11,11 @@ String contents are accepted too; a conversation with images but no ``{"type": "
 placeholder gets them before its first user text (TRL's convention). Relative image paths start
 from ``image_root`` (default: the working directory, where the builders write paths "as built").
 
+An optional ``masks`` list gives the ground truth of the mask spans, one entry per span in
+reading order (``{"image": 0, "rle": {"size": [H, W], "counts": "…"}}`` or
+``{"image": 0, "png": "masks/0.png"}``, the image index optional); HiMTok's stage 2 trains on it
+(:mod:`masktok.train.vlm.mask_targets`), the other recipes ignore it.
+
 * :func:`load_sft_dataset` → a ``datasets.Dataset`` (``id``, ``messages``, ``images`` decoded to
   PIL on access) for :class:`AssistantTurnCollator` and TRL's ``SFTTrainer``;
 * :func:`load_grpo_dataset` → ``prompt`` (every message before the last assistant turn),
@@ -73,28 +78,63 @@ def message_text(message: dict[str, Any]) -> str:
     return "".join(p["text"] for p in content if p.get("type") == "text" and p.get("text"))
 
 
-def _resolve_image(path: Any, image_root: Path | None, where: str) -> str:
+def _resolve_image(path: Any, image_root: Path | None, where: str, what: str = "image") -> str:
     if not isinstance(path, str) or not path:
-        raise ConversationFormatError(f"{where}: image paths must be non-empty strings, got {path!r}")
+        raise ConversationFormatError(f"{where}: {what} paths must be non-empty strings, got {path!r}")
     resolved = Path(path)
     if not resolved.is_absolute():
         resolved = (image_root or Path.cwd()) / resolved
     if not resolved.is_file():
         raise ConversationFormatError(
-            f"{where}: image {path!r} not found at {resolved}"
+            f"{where}: {what} {path!r} not found at {resolved}"
             + ("" if Path(path).is_absolute() else " (relative paths start from image_root, "
                "else the working directory)"))
     return str(resolved.resolve())
 
 
+def _normalise_masks(raw: Any, image_count: int, root: Path | None, where: str) -> list[dict[str, Any]]:
+    """The ``masks`` entries → ``{"image": int | None, "rle": {"size", "counts": str} | None,
+    "png": absolute path | None}`` (RLEs checked and compressed, PNG files found)."""
+    from masktok.masks.rle import check_rle
+
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConversationFormatError(f"{where}: 'masks' must be a list, got {type(raw).__name__}")
+    masks = []
+    for i, entry in enumerate(raw):
+        name = f"{where}: masks[{i}]"
+        if not isinstance(entry, dict) or ("rle" in entry) == ("png" in entry) \
+                or set(entry) - {"image", "rle", "png"}:
+            raise ConversationFormatError(f"{name} must be {{'rle': {{'size', 'counts'}}}} or "
+                                          f"{{'png': path}}, with an optional 'image' index; got "
+                                          f"{entry!r:.80}")
+        image = entry.get("image")
+        if image is not None and (isinstance(image, bool) or not isinstance(image, int)
+                                  or not 0 <= image < image_count):
+            raise ConversationFormatError(f"{name}: image index {image!r} is not one of the "
+                                          f"{image_count} images")
+        rle = png = None
+        if "rle" in entry:
+            try:
+                checked = check_rle(entry["rle"], name=f"{name}.rle")
+            except ValueError as error:
+                raise ConversationFormatError(str(error)) from None
+            rle = {"size": list(checked["size"]), "counts": checked["counts"].decode("ascii")}
+        else:
+            png = _resolve_image(entry["png"], root, name, what="mask file")
+        masks.append({"image": image, "rle": rle, "png": png})
+    return masks
+
+
 def normalise_conversation(record: Any, where: str, image_root: str | Path | None = None
                            ) -> dict[str, Any]:
-    """One JSONL object → ``{"id", "messages", "images"}`` with normalised parts and absolute,
-    existing image paths.
+    """One JSONL object → ``{"id", "messages", "images", "masks"}`` with normalised parts,
+    absolute, existing image paths and checked ground-truth masks (empty when none are given).
 
     Raises:
         ConversationFormatError: missing keys, unknown roles, no assistant turn, placeholder
-            count ≠ image count, or a missing image file.
+            count ≠ image count, a missing image file or a malformed ``masks`` entry.
     """
     if not isinstance(record, dict) or "messages" not in record:
         raise ConversationFormatError(f"{where}: expected an object with 'messages' (and 'images')")
@@ -124,7 +164,8 @@ def normalise_conversation(record: Any, where: str, image_root: str | Path | Non
         raise ConversationFormatError(f"{where}: {placeholders} image placeholders but "
                                       f"{len(images)} images")
     sample_id = str(record.get("id", where))
-    return {"id": sample_id, "messages": messages, "images": images}
+    masks = _normalise_masks(record.get("masks"), len(images), root, where)
+    return {"id": sample_id, "messages": messages, "images": images, "masks": masks}
 
 
 def read_conversations(paths: Iterable[str | Path], *, image_root: str | Path | None = None,
@@ -185,7 +226,8 @@ def _image_dataset(rows: list[dict[str, Any]]):
 def load_sft_dataset(paths: Iterable[str | Path], *, image_root: str | Path | None = None,
                      max_samples: int | None = None):
     """SFT JSONL files → ``datasets.Dataset`` with ``id``, ``messages``, ``images`` (PIL)."""
-    return _image_dataset(read_conversations(paths, image_root=image_root, max_samples=max_samples))
+    conversations = read_conversations(paths, image_root=image_root, max_samples=max_samples)
+    return _image_dataset([{k: c[k] for k in ("id", "messages", "images")} for c in conversations])
 
 
 def load_grpo_dataset(paths: Iterable[str | Path], *, image_root: str | Path | None = None,
@@ -260,10 +302,11 @@ def _token_flags(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, 
 
 
 def expand_flags(text_ids: Sequence[int], flags: Sequence[bool], model_ids: Sequence[int],
-                 expanding_ids: set[int]) -> list[bool]:
+                 expanding_ids: set[int], wrapper_ids: frozenset[int] = frozenset()) -> list[bool]:
     """Carry per-token ``flags`` of the plain tokenization (``text_ids``) over to the processor's
     ids (``model_ids``), where each run of image/video placeholder ids (``expanding_ids``) has
-    grown to the image's token count. Placeholder positions get False.
+    grown to the image's token count, possibly wrapped in ``wrapper_ids`` (InternVL's ``<img>``
+    … ``</img>``). Placeholder and wrapper positions get False.
 
     Raises ValueError when the two tokenizations disagree anywhere else.
     """
@@ -274,11 +317,16 @@ def expand_flags(text_ids: Sequence[int], flags: Sequence[bool], model_ids: Sequ
         if token in expanding_ids:
             while i < len(text_ids) and text_ids[i] == token:
                 i += 1
+            start = j
+            while j < len(model_ids) and model_ids[j] in wrapper_ids and model_ids[j] != token:
+                j += 1
             if j >= len(model_ids) or model_ids[j] != token:
                 raise ValueError("processor: image placeholders of the text were not found in its ids")
             while j < len(model_ids) and model_ids[j] == token:
-                out.append(False)
                 j += 1
+            while j < len(model_ids) and model_ids[j] in wrapper_ids and model_ids[j] not in expanding_ids:
+                j += 1
+            out.extend([False] * (j - start))
             continue
         if j >= len(model_ids) or model_ids[j] != token:
             raise ValueError(f"processor: its ids differ from the tokenizer's at position {j}")
@@ -325,6 +373,10 @@ class AssistantTurnCollator:
             token = getattr(self.processor, name, None)
             if token is not None:
                 self.expanding_ids.add(int(self.tokenizer.convert_tokens_to_ids(token)))
+        # Tokens a processor puts around an expanded placeholder (InternVL: <img> … </img>).
+        self.wrapper_ids = frozenset(int(getattr(self.processor, name)) for name in
+                                     ("start_image_token_id", "end_image_token_id")
+                                     if getattr(self.processor, name, None) is not None)
 
     def _render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool) -> str:
         return self.processor.apply_chat_template(list(messages), tokenize=False,
@@ -350,14 +402,14 @@ class AssistantTurnCollator:
             flat_images.extend(images)
             plain.append(self._flags(messages, text))
         batch = self.processor(text=texts, images=flat_images or None, padding=True,
-                               padding_side="right", return_tensors="pt",
+                               padding_side="right", return_tensors="pt", add_special_tokens=False,
                                pad_to_multiple_of=self.pad_to_multiple_of)
         input_ids = batch["input_ids"]
         labels = torch.full_like(input_ids, IGNORE_INDEX)
         for row, (text_ids, flags) in enumerate(plain):
             length = int(batch["attention_mask"][row].sum())
             row_ids = input_ids[row, :length].tolist()
-            expanded = expand_flags(text_ids, flags, row_ids, self.expanding_ids)
+            expanded = expand_flags(text_ids, flags, row_ids, self.expanding_ids, self.wrapper_ids)
             keep = torch.tensor(expanded, dtype=torch.bool)
             labels[row, :length][keep] = input_ids[row, :length][keep]
         batch["labels"] = labels
@@ -369,7 +421,7 @@ class AssistantTurnCollator:
             return batch
         cut = batch["input_ids"][:, self.max_length:]
         if self.expanding_ids and torch.isin(cut, torch.tensor(sorted(self.expanding_ids))).any():
-            raise ValueError(f"max_length {self.max_length} would cut image tokens of a "
+            raise ConversationFormatError(f"max_length {self.max_length} would cut image tokens of a "
                              f"conversation ({length} tokens); raise max_length")
         shape = batch["input_ids"].shape
         for key in (*PER_TOKEN_KEYS, "labels"):

@@ -15,11 +15,17 @@ turn, with its images) and a ground truth (that turn's text); TRL's ``GRPOTraine
 mask decoding — optionally mixed with the format reward. Model preparation (mask words, frozen
 vision tower, LoRA) is the SFT recipe's (:func:`masktok.train.vlm.sft.prepare_model`).
 
-Constrained rollouts: TRL 1.16 builds its ``GenerationConfig`` from ``generation_kwargs`` and
-offers no way to hand ``generate`` a ``LogitsProcessor``, so :class:`MaskGRPOTrainer` (a minimal
-subclass) adds masktok's :class:`~masktok.mllm.constrained.MaskGrammarLogitsProcessor` to the
-``generate`` call of its rollouts: every sampled span is well formed. The log-probabilities of
-the loss stay the policy's own (unconstrained), as TRL computes them.
+Batches: the processor pads prompts on the left, as TRL's rollouts and its per-token
+log-probabilities expect (TRL sets that only for a processor it loads itself; a right-padded
+processor misplaces the image token types of every shorter prompt once a step holds prompts of
+different lengths).
+
+Constrained rollouts: TRL builds its ``GenerationConfig`` from ``generation_kwargs`` and offers
+no way to hand ``generate`` a ``LogitsProcessor``, so :class:`MaskGRPOTrainer` (a minimal
+subclass, public hooks only) wraps the policy's ``generate`` for the duration of ``train()`` to
+add masktok's :class:`~masktok.mllm.constrained.MaskGrammarLogitsProcessor`: every sampled span
+is well formed. The log-probabilities of the loss stay the policy's own (unconstrained), as TRL
+computes them.
 """
 
 from __future__ import annotations
@@ -81,7 +87,8 @@ def extra_logits_processors(model: Any, processors: Processors):
 
 
 class MaskGRPOTrainer(GRPOTrainer):
-    """TRL's ``GRPOTrainer`` whose rollouts also pass through extra logits processors.
+    """TRL's ``GRPOTrainer`` whose rollouts also pass through extra logits processors (the
+    policy's ``generate`` is wrapped while :meth:`train` runs; rollouts are its only caller).
 
     Args:
         logits_processors: ``transformers`` logits processors applied in every rollout's
@@ -97,19 +104,20 @@ class MaskGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, logits_processors: Processors = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.logits_processors = logits_processors
-        if self._has_processors() and (self.use_vllm or self.use_transformers_continuous_batching):
+        if self._has_processors() and (self.args.use_vllm or self.args.use_transformers_continuous_batching):
             raise ValueError("logits_processors: rollouts through vLLM or continuous batching do not "
                              "call model.generate; turn constrained decoding off for them")
 
     def _has_processors(self) -> bool:
         return callable(self.logits_processors) or len(self.logits_processors) > 0
 
-    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """``GRPOTrainer.train`` with the processors added to every rollout's ``generate`` (TRL
+        unwraps DDP / FSDP / DeepSpeed to this same model object before generating)."""
         if not self._has_processors():
-            return super()._generate_single_turn(*args, **kwargs)
-        model = self.accelerator.unwrap_model(self.model_wrapped)
-        with extra_logits_processors(model, self.logits_processors):
-            return super()._generate_single_turn(*args, **kwargs)
+            return super().train(*args, **kwargs)
+        with extra_logits_processors(self.model, self.logits_processors):
+            return super().train(*args, **kwargs)
 
 
 def grammar_processors(processor: Any, vocab: MaskVocabulary, num_codes: int | None = None
@@ -150,6 +158,7 @@ def build_grpo_trainer(recipe: GRPORecipe, *, model: Any = None, processor: Any 
     from masktok.train.vlm.data import load_grpo_dataset
 
     model, processor, vocab, _, peft_config = prepare_model(recipe.model, model, processor)
+    processor.tokenizer.padding_side = "left"  # TRL's rollouts and log-probabilities need it
     if train_dataset is None:
         train_dataset = load_grpo_dataset(recipe.data, image_root=recipe.image_root,
                                           max_samples=recipe.max_samples)

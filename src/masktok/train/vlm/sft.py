@@ -12,8 +12,9 @@ What the recipe does (the SAMTok recipe, supplementary §B): the model is loaded
 Face folder; the mask words are added when asked (:func:`masktok.mllm.add_mask_vocabulary`);
 the vision tower is frozen while the projector and the language model train (or, with LoRA, a
 LoRA adapter on the language model's linear layers plus the input embedding and LM head,
-for the new words); the loss covers every assistant turn
-(:class:`~masktok.train.vlm.data.AssistantTurnCollator`); bf16 autocast runs on CUDA; TRL's
+for the new words); the loss covers every assistant turn (TRL's own assistant-only loss where
+the chat template allows it, else :class:`~masktok.train.vlm.data.AssistantTurnCollator`; see
+:mod:`masktok.train.vlm.assistant_loss`); bf16 autocast runs on CUDA; TRL's
 ``SFTTrainer`` does the rest, so DDP and FSDP come from ``torchrun`` / ``accelerate launch``
 (see ``docs/recipes.md``). The model preparation here is shared with :mod:`masktok.train.vlm.grpo`.
 
@@ -49,9 +50,14 @@ def load_model_and_processor(settings: ModelSettings) -> tuple[Any, Any]:
     """(model, processor) from ``settings.path`` in ``settings.weight_dtype``, in train mode."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from masktok.mllm.internvl import is_official_internvl, load_official_internvl
+
     folder = Path(settings.path)
     if not (folder / "config.json").is_file():
         raise ValueError(f"model.path: {folder} is not a Hugging Face model folder (no config.json)")
+    if is_official_internvl(folder):  # remote-code layout: converted to the native classes
+        loaded = load_official_internvl(folder, dtype=getattr(torch, settings.weight_dtype))
+        return loaded.model.train(), loaded.processor
     kwargs: dict[str, Any] = {"dtype": getattr(torch, settings.weight_dtype)}
     if settings.attn_implementation is not None:
         kwargs["attn_implementation"] = settings.attn_implementation
@@ -125,19 +131,20 @@ def set_trainable(model: Any, settings: ModelSettings) -> None:
 
 
 def lora_config(model: Any, lora: LoraSettings, token_ids: dict[str, int], *,
-                train_projector: bool) -> Any:
+                train_projector: bool, exclude: tuple[str, ...] = ()) -> Any:
     """A peft ``LoraConfig``: LoRA on the language model's ``lora.target_modules`` (a pattern that
-    excludes the vision tower), the input embedding and LM head trainable for the mask words as
-    ``lora.new_tokens`` says, and the projector fully trained when ``train_projector``.
+    excludes the vision tower and the top-level modules named in ``exclude``), the input
+    embedding and LM head trainable for the mask words as ``lora.new_tokens`` says, and the
+    projector fully trained when ``train_projector``.
 
     Raises:
         ValueError: ``new_tokens="rows"`` on a model whose LM head is tied to its embedding.
     """
     from peft import LoraConfig
 
-    tower = re.escape(vision_tower_name(model))
+    excluded = "|".join(re.escape(name) for name in (vision_tower_name(model), *exclude))
     targets = "|".join(re.escape(t) for t in lora.target_modules)
-    pattern = rf"^(?!{tower}\.).*\.({targets})$"
+    pattern = rf"^(?!(?:{excluded})\.).*\.({targets})$"
     new_ids = sorted(set(token_ids.values()))
     embed_name = _leaf_name(model, model.get_input_embeddings())
     head = model.get_output_embeddings()
@@ -207,22 +214,46 @@ def trainer_arguments(train: TrainSettings, model: ModelSettings) -> dict[str, A
     return arguments
 
 
-def prepare_model(settings: ModelSettings, model: Any = None, processor: Any = None
-                  ) -> tuple[Any, Any, MaskVocabulary, dict[str, int], Any]:
-    """Load (unless given), add the mask words, set what trains.
+def set_image_budget(processor: Any, max_pixels: int) -> None:
+    """Let the processor scale every image to at most ``max_pixels`` pixels (Qwen-VL image
+    processors: ``size["longest_edge"]``).
 
-    Returns (model, processor, vocabulary, token ids, peft config or None); with LoRA the
-    trainer wraps the model with the returned config.
+    Raises:
+        ValueError: the processor has no such budget, or ``max_pixels`` is below its minimum.
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    size = getattr(image_processor, "size", None)
+    if size is None or size.get("longest_edge") is None:
+        raise ValueError(f"model.max_pixels: the processor's image processor "
+                         f"({type(image_processor).__name__}) has no pixel budget to set")
+    smallest = size.get("shortest_edge") or 0
+    if max_pixels < smallest:
+        raise ValueError(f"model.max_pixels: {max_pixels} is below the processor's minimum of "
+                         f"{smallest} pixels per image")
+    image_processor.size = {"shortest_edge": smallest, "longest_edge": int(max_pixels)}
+
+
+def prepare_model(settings: ModelSettings, model: Any = None, processor: Any = None, *,
+                  lora_exclude: tuple[str, ...] = ()
+                  ) -> tuple[Any, Any, MaskVocabulary, dict[str, int], Any]:
+    """Load (unless given), add the mask words, set the image budget and what trains.
+
+    ``lora_exclude`` names top-level modules LoRA must leave alone (e.g. a mask de-tokenizer
+    attached to the model). Returns (model, processor, vocabulary, token ids, peft config or
+    None); with LoRA the trainer wraps the model with the returned config.
     """
     if (model is None) != (processor is None):
         raise ValueError("model and processor: pass both or neither")
     if model is None:
         model, processor = load_model_and_processor(settings)
     vocab, token_ids = ensure_mask_vocabulary(model, processor, settings.vocabulary)
+    if settings.max_pixels is not None:
+        set_image_budget(processor, settings.max_pixels)
     if settings.lora is None:
         set_trainable(model, settings)
         return model, processor, vocab, token_ids, None
-    peft_config = lora_config(model, settings.lora, token_ids, train_projector=settings.train_projector)
+    peft_config = lora_config(model, settings.lora, token_ids, train_projector=settings.train_projector,
+                              exclude=lora_exclude)
     return model, processor, vocab, token_ids, peft_config
 
 
@@ -248,27 +279,37 @@ class RecipeResult:
 
 
 def copy_mask_tokenizer(source: str | Path, target: str | Path) -> bool:
-    """Copy a chat folder's mask tokenizer files (any layout of
-    :func:`masktok.mllm.loading.find_mask_tokenizer`) into ``target``; False when ``source``
-    holds none."""
+    """Give ``target`` the mask tokenizer of the chat folder ``source`` (any layout of
+    :func:`masktok.mllm.loading.find_mask_tokenizer`): masktok folders and official files are
+    copied as they are (official SAMTok: the tokenizer file and its SAM 2 file; the chat settings
+    of a manifest too); HiMTok inside official InternVL shards is written out in masktok's format
+    with the official decoding settings. False when ``source`` holds none; a folder with several
+    candidates raises."""
     from masktok.mllm import loading
 
     source, target = Path(source), Path(target)
-    markers = (loading.MANIFEST_NAME, loading.MASK_TOKENIZER_DIR, loading.SAMTOK_OFFICIAL_NAME,
-               loading.HIMTOK_OFFICIAL_NAME)
-    if not any((source / name).exists() for name in markers):
+    found = loading.tokenizer_candidates(source)
+    if not found:
         return False
-    kind, location = loading.find_mask_tokenizer(source)  # a broken layout raises
+    kind, location = loading.find_mask_tokenizer(source)  # several candidates raise
     if kind == "masktok":
         shutil.copytree(location, target / loading.MASK_TOKENIZER_DIR, dirs_exist_ok=True)
         if (source / loading.MANIFEST_NAME).is_file():
             shutil.copy2(source / loading.MANIFEST_NAME, target / loading.MANIFEST_NAME)
     elif kind == "samtok":
-        for name in (loading.SAMTOK_OFFICIAL_NAME, loading.SAM2_OFFICIAL_NAME):
-            if (source / name).is_file():
-                shutil.copy2(source / name, target / name)
+        shutil.copy2(location, target / location.name)
+        for sam2 in sorted(source.glob(loading.SAM2_OFFICIAL_GLOB)):
+            shutil.copy2(sam2, target / sam2.name)
+    elif kind == "internvl":
+        from masktok.mllm.internvl.convert import OFFICIAL_CHAT_SETTINGS
+
+        himtok = loading.load_mask_tokenizer(source)  # HiMTok out of the shards
+        loading.write_mask_tokenizer(target, himtok, settings=OFFICIAL_CHAT_SETTINGS)
     else:
         shutil.copy2(location, target / loading.HIMTOK_OFFICIAL_NAME)
+    for name in loading.SIDECAR_CONFIGS.values():
+        if kind in ("samtok", "himtok") and (source / name).is_file():
+            shutil.copy2(source / name, target / name)
     return True
 
 
@@ -301,14 +342,28 @@ def export_final(trainer: Any, processor: Any, settings: ModelSettings) -> Recip
 # The recipe
 
 
+def sft_config(recipe: SFTRecipe, *, trl_assistant_loss: bool, evaluate: bool) -> Any:
+    """The ``trl.SFTConfig`` of an SFT-style recipe (also HiMTok's stage 2)."""
+    from trl import SFTConfig
+
+    arguments = trainer_arguments(recipe.train, recipe.model)
+    arguments.update(max_length=recipe.max_length, remove_unused_columns=False,
+                     dataset_kwargs={"skip_prepare_dataset": True},
+                     assistant_only_loss=trl_assistant_loss)
+    if evaluate:
+        arguments.update(eval_strategy="steps", eval_steps=recipe.eval_steps)
+    return SFTConfig(**arguments)
+
+
 def build_sft_trainer(recipe: SFTRecipe, *, model: Any = None, processor: Any = None,
                       train_dataset: Any = None, eval_dataset: Any = None,
                       callbacks: list[Any] | None = None) -> Any:
     """A ready TRL ``SFTTrainer`` for ``recipe``; ``model``/``processor``/datasets override what
     the recipe would load."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    from masktok.train.vlm.data import AssistantTurnCollator, load_sft_dataset
+    from masktok.train.vlm.assistant_loss import assistant_collator
+    from masktok.train.vlm.data import load_sft_dataset
 
     model, processor, _, _, peft_config = prepare_model(recipe.model, model, processor)
     if train_dataset is None:
@@ -317,13 +372,10 @@ def build_sft_trainer(recipe: SFTRecipe, *, model: Any = None, processor: Any = 
     if eval_dataset is None and recipe.eval_data:
         eval_dataset = load_sft_dataset(recipe.eval_data, image_root=recipe.image_root,
                                         max_samples=recipe.max_samples)
-    arguments = trainer_arguments(recipe.train, recipe.model)
-    arguments.update(max_length=recipe.max_length, remove_unused_columns=False,
-                     dataset_kwargs={"skip_prepare_dataset": True})
-    if eval_dataset is not None:
-        arguments.update(eval_strategy="steps", eval_steps=recipe.eval_steps)
-    collator = AssistantTurnCollator(processor, max_length=recipe.max_length, loss_on=recipe.loss_on)
-    return SFTTrainer(model=model, args=SFTConfig(**arguments), data_collator=collator,
+    collator, trl_loss = assistant_collator(processor, max_length=recipe.max_length,
+                                            loss_on=recipe.loss_on)
+    args = sft_config(recipe, trl_assistant_loss=trl_loss, evaluate=eval_dataset is not None)
+    return SFTTrainer(model=model, args=args, data_collator=collator,
                       train_dataset=train_dataset, eval_dataset=eval_dataset,
                       processing_class=processor, peft_config=peft_config, callbacks=callbacks)
 
