@@ -54,7 +54,7 @@ def test_fused_attention_splits_like_the_official_forward():
 
 def test_official_folder_loads_natively_chats_fine_tunes_and_reloads(official, tmp_path):
     assert "auto_map" in json.loads((official / "config.json").read_text())  # remote code never runs
-    assert find_mask_tokenizer(official) == ("internvl", official)
+    assert find_mask_tokenizer(official) == ("himtok", official)
     chat = MaskChat.from_pretrained(official)
     assert type(chat.model).__name__ == "InternVLForConditionalGeneration"
     assert chat.settings.soft_decoding and chat.settings.soft_renormalize is None  # the official path:

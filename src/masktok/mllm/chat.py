@@ -307,8 +307,8 @@ class MaskChat:
                 for i, (c, ids) in enumerate(zip(conversations, generated))]
 
     def _check_soft_decoding(self) -> None:
-        if not hasattr(getattr(self.mask_tokenizer, "base", self.mask_tokenizer), "decode_soft"):
-            raise ValueError(f"settings.soft_decoding: {type(self.mask_tokenizer).__name__} has no soft decoding "
+        if not self.mask_tokenizer.soft_decoding:
+            raise ValueError(f"settings.soft_decoding: {self.mask_tokenizer.display_name} has no soft decoding "
                              "(HiMTok has); turn it off")
 
     def stream(self, conversation: Conversation, **overrides: Any) -> Iterator[Any]:
@@ -379,10 +379,9 @@ class MaskChat:
             positions = torch.arange(span.start + 1, span.start + 1 + len(span.codes))
             logits = step_logits[positions.to(step_logits.device)][:, code_ids]
             probs = self.mask_tokenizer.code_probs_from_logits(logits)[None]
-            refined = isinstance(self.mask_tokenizer, RefinedTokenizer)
-            mask = self.mask_tokenizer.decode_soft(probs, size=conversation.size, threshold=settings.threshold,
-                                                   renormalize=settings.soft_renormalize,
-                                                   **({"image": conversation.image} if refined else {}))
+            mask = self.mask_tokenizer.decode_soft(probs, image=conversation.image, size=conversation.size,
+                                                   threshold=settings.threshold,
+                                                   renormalize=settings.soft_renormalize)
             out[i] = mask[0].detach().to("cpu").numpy().astype(bool)
         return out
 

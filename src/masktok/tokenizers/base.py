@@ -58,16 +58,22 @@ class DecodedWords:
 
 @runtime_checkable
 class MaskTokenizer(Protocol):
-    """What the grammar, the VLM pipeline, the data builders and the evaluation rely on.
+    """What the grammar, the VLM pipeline, the data builders, serving and the evaluation rely on.
 
     :class:`~masktok.tokenizers.tokenizer_base.MaskTokenizerBase` implements the shared part
-    (words, batching, the empty-mask policy, loading and saving); a family adds its model.
+    (words, batching, the empty-mask policy, loading and saving) and the construction every family
+    class offers (``from_config``, ``from_pretrained`` — a file, a folder or a hub id); a family
+    adds its model. :func:`~masktok.tokenizers.load_tokenizer` opens any registered family.
+    Wrappers such as :class:`~masktok.tokenizers.refine.RefinedTokenizer` implement the same
+    protocol.
 
     Attributes:
         family: the family's name in ``config.json``'s ``"tokenizer_type"`` ("samtok", "himtok").
         display_name: the family's name for people ("SAMTok").
-        needs_image: whether encoding and decoding read the image (SAMTok) or ignore it (HiMTok:
+        needs_image: whether encoding or decoding read the image (SAMTok) or ignore it (HiMTok:
             pass ``None``).
+        soft_decoding: whether :meth:`decode_soft` decodes per-position code probabilities
+            (HiMTok) instead of codes only.
         vocabulary: the words' :class:`~masktok.words.MaskVocabulary`: codebook size, levels,
             codes per mask (``min_codes`` … ``max_codes``), whether prefixes are words.
         device, dtype: where and in which precision the model runs; results come back on the CPU.
@@ -76,25 +82,14 @@ class MaskTokenizer(Protocol):
     family: ClassVar[str]
     display_name: ClassVar[str]
     needs_image: ClassVar[bool]
+    soft_decoding: ClassVar[bool]
     device: torch.device
     dtype: torch.dtype
 
     @property
     def vocabulary(self) -> "MaskVocabulary": ...
 
-    # ---- loading and saving --------------------------------------------------------------------
-    @classmethod
-    def from_config(cls, config: Any, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                    seed: int | None = None, **options: Any) -> "MaskTokenizer":
-        """A tokenizer with random weights."""
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, revision: str | None = None,
-                        cache_dir: str | Path | None = None, local_files_only: bool = False,
-                        **options: Any) -> "MaskTokenizer":
-        """A file, a folder, or a hub repository id ``"org/name"`` (through the hub's cache)."""
-
+    # ---- saving ------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, *, layout: str = "masktok") -> None:
         """``layout="masktok"``: ``config.json`` + ``model.safetensors`` in folder ``path``;
         ``"official"``: the family's official checkpoint file in folder ``path``."""
@@ -131,8 +126,16 @@ class MaskTokenizer(Protocol):
 
     def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
                      sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
-                     return_logits: bool = False, batch_size: int = 8, **options: Any) -> list[torch.Tensor]:
+                     return_logits: bool = False, lengths: Sequence[Any] | None = None, batch_size: int = 8,
+                     **options: Any) -> list[torch.Tensor]:
         """Per-image codes → per-image masks (N_i, H_i, W_i)."""
+
+    def code_probs_from_logits(self, logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+        """A VLM's logits over the code ids (..., V) → ``softmax(scale · logits)``."""
+
+    def decode_soft(self, code_probs: torch.Tensor, *, image: Any = None, size: tuple[int, int] | None = None,
+                    threshold: float | None = None, return_logits: bool = False, **options: Any) -> torch.Tensor:
+        """code probabilities (N, T, V) → masks (N, H, W) when ``soft_decoding``; else ValueError."""
 
     # ---- words -------------------------------------------------------------------------------
     def encode_words(self, image: Any, masks: Any, *, num_codes: int | None = None,

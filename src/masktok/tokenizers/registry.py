@@ -30,14 +30,15 @@ class TokenizerFamily:
     Attributes:
         name: the ``"tokenizer_type"`` its ``config.json`` names.
         tokenizer_class: the class, or ``"module:Class"`` to import on first use.
-        recognizes: path → the names of the family's official files found there (a file, or a
-            folder without a ``config.json`` naming a type, e.g. an official VLM's; an empty
-            list: none); None when the family has only masktok's format.
+        recognizes: path → the family's official tokenizers found there: files, or the folder
+            itself when its weights hold one (``path`` is a file, or a folder without a
+            ``config.json`` naming a type, e.g. an official VLM's; an empty list: none); None
+            when the family has only masktok's format.
     """
 
     name: str
     tokenizer_class: type | str
-    recognizes: Callable[[Path], list[str]] | None = None
+    recognizes: Callable[[Path], list[Path]] | None = None
 
     def load_class(self) -> type:
         """The tokenizer class (imported now when it was given by name)."""
@@ -51,7 +52,7 @@ _FAMILIES: dict[str, TokenizerFamily] = {}
 
 
 def register_tokenizer_family(name: str, tokenizer_class: type | str, *,
-                              recognizes: Callable[[Path], list[str]] | None = None,
+                              recognizes: Callable[[Path], list[Path]] | None = None,
                               replace: bool = False) -> TokenizerFamily:
     """Make ``load_tokenizer`` (and everything built on it) open tokenizers of family ``name``.
 
@@ -111,7 +112,7 @@ def tokenizer_type(path: str | Path) -> str:
         return kind
     found = official_tokenizers(path)
     if len(found) > 1:
-        names = [name for _, name in found]
+        names = [describe_location(location) for _, location in found]
         raise ValueError(f"{path}: holds {len(found)} candidate mask tokenizers ({names}); pass the file itself")
     if found:
         return found[0][0]
@@ -145,12 +146,18 @@ def chat_folder_tokenizer(path: str | Path) -> Path:
     return path
 
 
-def official_tokenizers(path: str | Path) -> list[tuple[str, str]]:
-    """(family, what) of every official tokenizer the registered families recognise at ``path``
-    (a file, or a folder such as an official VLM's); ``what`` names the file."""
+def official_tokenizers(path: str | Path) -> list[tuple[str, Path]]:
+    """(family, location) of every official tokenizer the registered families recognise at
+    ``path`` (a file, or a folder such as an official VLM's); the location is a file, or the
+    folder itself when its weight shards hold the tokenizer."""
     path = Path(path)
-    return [(family.name, name) for family in _FAMILIES.values() if family.recognizes is not None
-            for name in family.recognizes(path)]
+    return [(family.name, found) for family in _FAMILIES.values() if family.recognizes is not None
+            for found in family.recognizes(path)]
+
+
+def describe_location(location: Path) -> str:
+    """A tokenizer location for messages: a file's name, or ``folder (in its weights)``."""
+    return f"{location.name} (in its weights)" if location.is_dir() else location.name
 
 
 def load_tokenizer(path: str | Path, *, device: Any = "cpu", dtype: Any = None, revision: str | None = None,
@@ -168,26 +175,25 @@ def load_tokenizer(path: str | Path, *, device: Any = "cpu", dtype: Any = None, 
     return cls.from_pretrained(local, device=device, dtype=dtype, **options)
 
 
-def _samtok_official(path: Path) -> list[str]:
+def _samtok_official(path: Path) -> list[Path]:
     """Official SAMTok files: ``mask_tokenizer*.pth``, alone or in a (VLM) folder."""
     if path.is_dir():
-        return [p.name for p in sorted(path.glob("mask_tokenizer*.pth"))]
-    return [path.name] if path.name.startswith("mask_tokenizer") and path.suffix == ".pth" else []
+        return sorted(path.glob("mask_tokenizer*.pth"))
+    return [path] if path.name.startswith("mask_tokenizer") and path.suffix == ".pth" else []
 
 
-def _himtok_official(path: Path) -> list[str]:
-    """Official HiMTok weights: ``himtok.pth``, alone or in a folder, or the ``mask_decoder.*``
-    tensors inside the shards of an official InternVL2.5-HiMTok folder (``model_type:
-    internvl_chat``)."""
+def _himtok_official(path: Path) -> list[Path]:
+    """Official HiMTok weights: ``himtok.pth``, alone or in a folder, or the folder itself when
+    its weight shards hold HiMTok (official InternVL2.5-HiMTok, ``model_type: internvl_chat``)."""
     if not path.is_dir():
-        return [path.name] if path.name == "himtok.pth" else []
-    found = ["himtok.pth"] if (path / "himtok.pth").is_file() else []
+        return [path] if path.name == "himtok.pth" else []
+    found = [path / "himtok.pth"] if (path / "himtok.pth").is_file() else []
     try:
         config = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else None
     except ValueError:
         config = None
     if isinstance(config, dict) and config.get("model_type") == "internvl_chat":
-        found.append("mask_decoder.* in the weights")
+        found.append(path)
     return found
 
 

@@ -69,7 +69,10 @@ class MaskTokenizerBase(ABC):
     family: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     needs_image: ClassVar[bool] = True
+    soft_decoding: ClassVar[bool] = False  # whether decode_soft takes per-position code probabilities
     official_layout: ClassVar[str | None] = None  # what save_pretrained(layout="official") writes
+    official_files: ClassVar[tuple[str, ...]] = ()  # glob patterns of the official files it reads
+    config_class: ClassVar[type | None] = None  # the model config (from_dict / to_dict)
     hub_files: ClassVar[tuple[str, ...]] = ("config.json", "model.safetensors")
 
     def __init__(self, *, model: Any, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -144,13 +147,33 @@ class MaskTokenizerBase(ABC):
         return cls._load(local, device=device, dtype=dtype, **options)
 
     @classmethod
+    def sidecar_config_name(cls) -> str:
+        """``<family>_config.json``: the model config a folder may keep beside official files (an
+        official file of another size than the published models needs it: head counts and
+        window sizes cannot be read off tensor shapes)."""
+        return f"{cls.family}_config.json"
+
+    @classmethod
+    def read_sidecar_config(cls, folder: str | Path) -> Any:
+        """The :meth:`sidecar_config_name` config in ``folder`` as a :attr:`config_class`, or None
+        when there is none; ``ValueError`` naming the file when it does not parse."""
+        path = Path(folder) / cls.sidecar_config_name()
+        if cls.config_class is None or not path.is_file():
+            return None
+        import json
+
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        return cls.config_class.from_dict(data)
+
+    @classmethod
     def accepted_options(cls) -> tuple[str, ...]:
         """The keyword options ``from_pretrained`` passes on (the family's ``_load`` and constructor)."""
-        names: set[str] = set()
-        for function in (cls._load, cls.__init__):
-            for parameter in inspect.signature(function).parameters.values():
-                if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-                    names.add(parameter.name)
+        names = _keyword_names(cls._load) | _keyword_names(cls.__init__)
         return tuple(sorted(names - {"model", "device", "dtype"}))
 
     @classmethod
@@ -319,6 +342,20 @@ class MaskTokenizerBase(ABC):
         if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > width):
             raise ValueError(f"{name} must lie in [1, {width}] (the codes' width)")
         return lengths.long().cpu()
+
+    # ---- soft decoding -------------------------------------------------------------------------
+    @staticmethod
+    def code_probs_from_logits(logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+        """A VLM's logits over the code ids (..., V) → ``softmax(scale · logits)`` (HiMTok's
+        official LMM decoding uses scale 2), the input of :meth:`decode_soft`."""
+        return torch.softmax(scale * logits.float(), dim=-1)
+
+    def decode_soft(self, code_probs: torch.Tensor, *, image: Any = None, size: tuple[int, int] | None = None,
+                    threshold: float | None = None, return_logits: bool = False, **options: Any) -> torch.Tensor:
+        """Per-position code probabilities (N, T, V) → masks (N, H, W), for families with
+        :attr:`soft_decoding`; here a ``ValueError`` saying this family has none."""
+        raise ValueError(f"decode_soft: {self.display_name} has no soft decoding (it decodes codes only); "
+                         "decode the most likely codes with decode")
 
     # ---- words -------------------------------------------------------------------------------
     def encode_words(self, image: Any, masks: Any, *, num_codes: int | None = None,

@@ -17,7 +17,7 @@ it back to (level, code).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -207,3 +207,14 @@ def get_vocabulary(name: str) -> MaskVocabulary:
         raise ValueError(f"vocabulary name: expected one of {tuple(OFFICIAL_VOCABULARIES)}, got {name!r}")
     return OFFICIAL_VOCABULARIES[name]
 
+
+
+def resized_vocabulary(vocab: MaskVocabulary, *, codebook_size: int, max_codes: int) -> MaskVocabulary:
+    """``vocab``'s spelling rules (one code per level or one flat codebook, fixed or prefix word
+    lengths, padding) with another codebook size and word length: SAMTok 256 × 2 → 64 × 3,
+    HiMTok 1024 × 32 → 1024 × 16. ``ValueError`` when the sizes are not positive ints."""
+    per_level = vocab.num_levels == vocab.max_codes  # one code per level
+    fixed_length = vocab.min_codes == vocab.max_codes
+    return replace(vocab, codebook_size=codebook_size, max_codes=max_codes,
+                   num_levels=max_codes if per_level else vocab.num_levels,
+                   min_codes=max_codes if fixed_length else vocab.min_codes)

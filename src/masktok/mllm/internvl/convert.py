@@ -167,10 +167,9 @@ def load_official_internvl(folder: str | Path, *, himtok_config: Any = None,
     if official.get("model_type") != OFFICIAL_MODEL_TYPE:
         raise ConversionError(f"{folder}/config.json: model_type {official.get('model_type')!r}, "
                               f"not an official InternVL chat folder ({OFFICIAL_MODEL_TYPE!r})")
-    from masktok.mllm.loading import sidecar_config
-    from masktok.tokenizers.himtok import official_config
+    from masktok.tokenizers.himtok import HiMTok, official_config
 
-    himtok_config = himtok_config or sidecar_config(folder, "internvl") or official_config()
+    himtok_config = himtok_config or HiMTok.read_sidecar_config(folder) or official_config()
     vocab = himtok_vocabulary(codebook_size=himtok_config.codebook_size, max_codes=himtok_config.max_codes)
     tokenizer = convert_tokenizer(folder, vocab, chat_template=chat_template(system_message(official)))
     llm = official.get("llm_config") or {}

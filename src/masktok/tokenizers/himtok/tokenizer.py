@@ -107,8 +107,11 @@ class HiMTok(MaskTokenizerBase):
     family = "himtok"
     display_name = "HiMTok"
     needs_image = False
+    soft_decoding = True
     official_layout = checkpoint.OFFICIAL_NAME
-    hub_files = (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME, checkpoint.OFFICIAL_NAME)
+    official_files = (checkpoint.OFFICIAL_NAME, "himtok_config.json")
+    config_class = HiMTokConfig
+    hub_files = (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME, *official_files)
 
     def __init__(self, *, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  mask_batch_size: int = 256) -> None:
@@ -128,11 +131,15 @@ class HiMTok(MaskTokenizerBase):
         """A masktok folder (``config.json`` + ``model.safetensors``) or an official checkpoint
         (``himtok.pth``, a folder holding it, or an LMM state dict with ``mask_decoder.`` keys,
         prefixes ``module.`` / ``mask_decoder.`` allowed, loaded strictly). ``config`` is only
-        used for official checkpoints (default: :func:`official_config`)."""
+        used for official checkpoints (default: ``himtok_config.json`` beside them, else
+        :func:`official_config`)."""
         path = Path(path)
         if path.is_file() and path.name in (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME) \
                 and (path.parent / checkpoint.CONFIG_NAME).is_file():
             path = path.parent  # a file of a masktok folder names the folder
+        if config is None and not (path.is_dir() and (path / checkpoint.CONFIG_NAME).is_file()
+                                   and not checkpoint.is_lmm_folder(path) and not checkpoint.is_vlm_folder(path)):
+            config = cls.read_sidecar_config(path if path.is_dir() else path.parent)
         if checkpoint.is_lmm_folder(path):  # InternVL2.5-HiMTok: HiMTok inside the weight shards
             return cls.from_official_state(checkpoint.read_lmm_shards(path), str(path), device=device,
                                            dtype=dtype, config=config, **init_options)
@@ -346,22 +353,19 @@ class HiMTok(MaskTokenizerBase):
         boxes = codes_to_box(codes[:, :self.config.box_codes], sizes, self.config.codebook_size, counts=lengths)
         return paste_box_frames(torch.sigmoid(frame_logits), boxes, size)
 
-    @staticmethod
-    def code_probs_from_logits(logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
-        """LMM logits over the code ids (..., V) → ``softmax(scale · logits)`` (the official scale is 2)."""
-        return torch.softmax(scale * logits.float(), dim=-1)
-
     @torch.inference_mode()
-    def decode_soft(self, code_probs: torch.Tensor, *, size: Sequence[int] | None = None,
+    def decode_soft(self, code_probs: torch.Tensor, *, image: Any = None, size: Sequence[int] | None = None,
                     threshold: float | None = None, return_logits: bool = False,
                     renormalize: bool | None = None, batch_size: int = 256) -> torch.Tensor:
-        """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`).
+        """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`;
+        the image is not read). ``code_probs_from_logits`` makes the probabilities from a VLM's logits.
 
         Position t's token is the probability-weighted codebook mixture; ``renormalize`` as in
         :meth:`CosineVectorQuantizer.soft_lookup` (True: one-hot rows decode exactly like hard
         codes; False: the official LMM's raw mixture); None: ``config.soft_renormalize`` (False
         for the official model, so its default reproduces the official path).
         """
+        _check_unread_image(image)
         renormalize = self.config.soft_renormalize if renormalize is None else bool(renormalize)
         if not isinstance(code_probs, torch.Tensor) or code_probs.ndim != 3:
             raise ValueError(f"code_probs must be a tensor of shape (N, T, V), got "

@@ -35,7 +35,8 @@ from masktok.tokenizers.samtok.checkpoint import save_official_checkpoint
 from masktok.tokenizers.samtok.config import SAMTokConfig
 from masktok.tokenizers.samtok.cuda_graph import GraphedImageEncoder
 from masktok.tokenizers.samtok.embedding_cache import ImageEmbedding, ImageEmbeddingCache, image_digest
-from masktok.tokenizers.samtok.loading import CONFIG_FILE, WEIGHTS_FILE, load_model
+from masktok.tokenizers.samtok.loading import (CONFIG_FILE, META_SAM2_GLOB, OFFICIAL_TOKENIZER_GLOB, WEIGHTS_FILE,
+                                              is_masktok_folder, load_model)
 from masktok.tokenizers.samtok.model import ImageFeatures, SAMTokModel
 from masktok.tokenizers.samtok.pil_resize import pil_bicubic_resize
 from masktok.tokenizers.samtok.preprocess import (
@@ -88,7 +89,9 @@ class SAMTok(MaskTokenizerBase):
     display_name = "SAMTok"
     needs_image = True
     official_layout = "mask_tokenizer_<codebook_size>x<depth>.pth"
-    hub_files = (CONFIG_FILE, WEIGHTS_FILE, "mask_tokenizer*.pth", "sam2*.pt")
+    official_files = (OFFICIAL_TOKENIZER_GLOB, META_SAM2_GLOB, "samtok_config.json")
+    config_class = SAMTokConfig
+    hub_files = (CONFIG_FILE, WEIGHTS_FILE, *official_files)
 
     def __init__(self, *, model: SAMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  mask_batch_size: int = 256, compile: bool = False, num_workers: int | None = None) -> None:
@@ -115,7 +118,14 @@ class SAMTok(MaskTokenizerBase):
               config: SAMTokConfig | None = None, sam2_checkpoint: str | Path | None = None,
               **init_options: Any) -> "SAMTok":
         """A masktok folder, an official ``mask_tokenizer_*.pth`` (+ ``sam2_checkpoint``), or an
-        official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`."""
+        official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`. Official
+        files take ``config`` (default: ``samtok_config.json`` beside them, else the preset
+        their shapes match)."""
+        path = Path(path)
+        official = not (is_masktok_folder(path) if path.is_dir() else
+                        path.name == CONFIG_FILE or path.suffix == ".safetensors")
+        if config is None and official:
+            config = cls.read_sidecar_config(path if path.is_dir() else path.parent)
         model = load_model(path, config=config, sam2_checkpoint=sam2_checkpoint)
         return cls(model=model, device=device, dtype=dtype, **init_options)
 
