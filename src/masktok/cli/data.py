@@ -194,11 +194,7 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
                                            o["labels"], o["names"], o["split"], None,
                                            o["orphan_labels"]))
 
-    if task == "res":
-        return sft.build_res(refs(), words, config)
-    if task == "gres":
-        return sft.build_gres(refs(), words, config)
-    if task == "gcg":
+    def gcg() -> Any:
         path = _need(ann, "--annotations", task)
         if o["captions"] is not None:
             from masktok.eval.datasets import read_glamm_gcg
@@ -209,28 +205,40 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
         else:
             items = read_grandf(path)
         return sft.build_gcg(items, _need(images, "--images", task), words, config, o["style"])
-    if task == "psg":
+
+    def psg() -> Any:
         from masktok.eval.scene_datasets import read_openpsg
         dataset = read_openpsg(_need(ann, "--annotations", task),
                                _need(o["panoptic_pngs"], "--panoptic-pngs", task), split=o["split"])
         return sft.build_psg(dataset, _need(images, "--images", task), words, config)
-    if task == "instance":
-        return sft.build_instance(instance_images(), words, config, negatives=o["negatives"])
-    if task == "multi_round":
-        return sft.build_multi_round(instance_images(), words, config, rounds=o["rounds"])
-    if task in ("region_caption", "region_vqa"):
+
+    def regions(build: Any) -> Any:
         path = _need(ann, "--annotations", task)
-        regions = (sft.read_region_jsonl(path, _need(images, "--images", task))
-                   if path.suffix == ".jsonl" else sft.regions_from_refs(refs(), empty))
-        build = sft.build_region_caption if task == "region_caption" else sft.build_region_vqa
-        return build(regions, words, config)
-    if task == "himtok":
+        items = (sft.read_region_jsonl(path, _need(images, "--images", task))
+                 if path.suffix == ".jsonl" else sft.regions_from_refs(refs(), empty))
+        return build(items, words, config)
+
+    def himtok_formats() -> Any:
         targets = (sft.targets_from_instances(instance_images(), empty) if o["source"] != "refs"
                    else sft.targets_from_refs(refs(), empty))
         from masktok.data.sft.himtok_formats import FORMATS
         formats = tuple(o["himtok_formats"].split(",")) if o["himtok_formats"] else FORMATS
         return sft.build_himtok(targets, words, config, formats=formats)
-    raise ValueError(f"task: expected one of {TASK_HELP.replace(' | ', ', ')}, got {task!r}")
+
+    builders = {
+        "res": lambda: sft.build_res(refs(), words, config),
+        "gres": lambda: sft.build_gres(refs(), words, config),
+        "gcg": gcg,
+        "psg": psg,
+        "instance": lambda: sft.build_instance(instance_images(), words, config, negatives=o["negatives"]),
+        "multi_round": lambda: sft.build_multi_round(instance_images(), words, config, rounds=o["rounds"]),
+        "region_caption": lambda: regions(sft.build_region_caption),
+        "region_vqa": lambda: regions(sft.build_region_vqa),
+        "himtok": himtok_formats,
+    }
+    if task not in builders:
+        raise ValueError(f"task: expected one of {TASK_HELP.replace(' | ', ', ')}, got {task!r}")
+    return builders[task]()
 
 
 @app.command("build-sft")
