@@ -9,14 +9,16 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from masktok.cli.dataclass_options import DataclassOptions, with_options
 from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_path
+from masktok.data.sft import TASKS
+from masktok.data.sft.base import BuildConfig
+from masktok.data.tokenize.config import TokenizeConfig
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 
 SOURCE_HELP = "coco | panoptic | refs | yolo | sa1b | sa1b-tar"
-EMPTY_MASKS_HELP = ("Masks with no foreground pixel: error (default) | skip (left out, counted) | keep (a row "
-                    "with null codes and words).")
 
 
 def _device(device: Optional[str]) -> str:
@@ -51,7 +53,10 @@ def _source(kind: str, annotations: Optional[Path], images: Optional[Path],
                          split=split, tars=tuple(tars or ()), orphan_labels=orphan_labels)
 
 
-@app.command("tokenize-dataset")
+_TOKENIZE_OPTIONS = DataclassOptions(TokenizeConfig, skip=frozenset({"output_dir"}),
+                                     flags={"num_workers": "--workers", "include_crowd": "--crowd"})
+
+
 def tokenize_dataset_command(
     kind: str = typer.Argument(..., help=f"Dataset layout: {SOURCE_HELP}."),
     tokenizer: str = typer.Option(DEFAULT_TOKENIZER, help=TOKENIZER_HELP),
@@ -67,32 +72,20 @@ def tokenize_dataset_command(
     split: Optional[str] = typer.Option(None, help="refs: keep this split only."),
     tar: Optional[list[Path]] = typer.Option(None, help="sa1b-tar: a tar shard (repeat)."),
     orphan_labels: str = typer.Option("error", help="yolo label files without image: error | ignore."),
-    images_per_shard: int = typer.Option(1000, help="Images per Parquet file."),
-    images_per_batch: int = typer.Option(8, help="Images per image-encoder pass."),
-    prefetch_images: int = typer.Option(64, help="Loaded images the DataLoader keeps ready ahead of the tokenizer."),
-    workers: int = typer.Option(4, help="DataLoader workers (image + mask decoding)."),
-    num_codes: Optional[int] = typer.Option(None, help="Keep this many leading codes per mask (default: all)."),
-    crowd: bool = typer.Option(True, help="Tokenize COCO crowd regions too."),
-    empty_masks: str = typer.Option("error", "--empty-masks", help=EMPTY_MASKS_HELP),
-    skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted) instead of failing."),
     device: Optional[str] = typer.Option(None, help="Default: cuda:LOCAL_RANK when available, else cpu."),
     cuda_graphs: bool = typer.Option(True, help="SAMTok on CUDA: replay the image encoder as a CUDA graph."),
     compile: bool = typer.Option(False, help="SAMTok: torch.compile the image encoder and the mask side (fastest; ~1 % of codes differ from the eager path)."),
-    progress: bool = typer.Option(True, help="Progress bars."),
+    **settings: Any,
 ) -> None:
     """Encode every mask of a dataset into codes and words: one Parquet per shard, resumable.
 
-    Run as ``torchrun --nproc-per-node N $(which masktok) tokenize-dataset …`` to split the shards
-    over N processes (one GPU each).
+    The settings' defaults are TokenizeConfig's (masktok.data.tokenize.config). Run as
+    ``torchrun --nproc-per-node N $(which masktok) tokenize-dataset …`` to split the shards over
+    N processes (one GPU each).
     """
     import torch
 
-    from masktok.data.tokenize.pipeline import (
-        TokenizeConfig,
-        check_dependencies,
-        tokenize_dataset,
-        usage_table,
-    )
+    from masktok.data.tokenize.pipeline import check_dependencies, tokenize_dataset, usage_table
     from masktok.tokenizers import load_tokenizer
 
     check_dependencies()  # before any work
@@ -102,11 +95,7 @@ def tokenize_dataset_command(
     try:
         source = _source(kind, annotations, images, instances, panoptic_pngs, labels, names, split,
                          tar, orphan_labels)
-        config = TokenizeConfig(
-            output_dir=out, images_per_shard=images_per_shard, images_per_batch=images_per_batch,
-            prefetch_images=prefetch_images, num_workers=workers, num_codes=num_codes,
-            include_crowd=crowd, empty_masks=empty_masks,
-            missing_images="skip" if skip_missing_images else "error", progress=progress)
+        config = TokenizeConfig(output_dir=out, **_TOKENIZE_OPTIONS.given(settings))
         if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("gloo")
             started_group = True
@@ -116,7 +105,7 @@ def tokenize_dataset_command(
             raise typer.BadParameter(f"the {mask_tokenizer.display_name} tokenizer reads the images; pass "
                                      "--images", param_hint="--images")
         if cuda_graphs and mask_tokenizer.device.type == "cuda":
-            mask_tokenizer.capture_image_encoder([images_per_batch])
+            mask_tokenizer.capture_image_encoder([config.images_per_batch])
         report = tokenize_dataset(source, mask_tokenizer, config,
                                   tokenizer_id=str(tokenizer_folder.resolve()))
     finally:
@@ -135,7 +124,8 @@ def tokenize_dataset_command(
         console.print(f"{out} is not complete yet (other ranks or an interrupted run)")
 
 
-TASKS = ("res", "gres", "gcg", "psg", "instance", "region_caption", "region_vqa", "multi_round", "himtok")
+app.command("tokenize-dataset")(with_options(tokenize_dataset_command, _TOKENIZE_OPTIONS))
+
 TASK_HELP = " | ".join(TASKS)
 OUTPUT_FORMATS = ("llava", "trl")
 
@@ -241,7 +231,9 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
     return builders[task]()
 
 
-@app.command("build-sft")
+_BUILD_OPTIONS = DataclassOptions(BuildConfig, skip=frozenset({"zoom", "crops_dir"}))
+
+
 def build_sft_command(
     task: str = typer.Argument(..., help=TASK_HELP),
     out: Path = typer.Option(..., help="Output folder."),
@@ -263,19 +255,20 @@ def build_sft_command(
     negatives: int = typer.Option(1, help="instance: absent categories listed per sample."),
     rounds: int = typer.Option(3, help="multi_round: turns per conversation."),
     himtok_formats: Optional[str] = typer.Option(None, help="himtok: comma-separated formats (default all)."),
-    seed: int = typer.Option(0, help="Seed of every random choice."),
     zoom: bool = typer.Option(True, help="Zoom-in crops for small regions (region tasks)."),
-    skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted)."),
-    empty_masks: str = typer.Option("error", "--empty-masks", help="Instances with an empty mask: error | skip (counted)."),
-    max_samples: Optional[int] = typer.Option(None, help="Stop after this many samples."),
     formats: str = typer.Option("llava,trl", help="Output formats: llava, trl."),
     render: int = typer.Option(4, help="Sample conversations rendered with overlays."),
     relative_to: Optional[Path] = typer.Option(None, help="Write image paths relative to this folder."),
     text_tokenizer: Optional[Path] = typer.Option(None, help="HF tokenizer for token lengths in the card."),
     device: Optional[str] = typer.Option(None, help="Tokenizer device (default cuda when available)."),
+    **settings: Any,
 ) -> None:
-    """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders."""
+    """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders.
+
+    The builders' settings (seed, missing images, empty masks, sample cap) default to
+    BuildConfig's (masktok.data.sft.base)."""
     from masktok.output_lock import OutputLock
+    from masktok.masks.zoom import ZoomConfig
 
     if task not in TASKS:
         raise typer.BadParameter(f"expected one of {', '.join(TASKS)}, got {task!r}", param_hint="TASK")
@@ -291,10 +284,11 @@ def build_sft_command(
         from masktok.data.tokenize.pipeline import check_dependencies
 
         check_dependencies()  # reading Parquet needs pyarrow
+    config = BuildConfig(zoom=ZoomConfig() if zoom else None, crops_dir=out / "crops",
+                         **_BUILD_OPTIONS.given(settings))
     with OutputLock(out, command=f"masktok build-sft {task}"):
-        written = _build_and_write(task, tokenizer, parquet, device, out, seed, zoom, max_samples,
-                                   skip_missing_images, empty_masks, output_formats, render, relative_to,
-                                   text_tokenizer, dict(
+        written = _build_and_write(task, tokenizer, parquet, device, out, config, output_formats, render,
+                                   relative_to, text_tokenizer, dict(
                                        annotations=annotations, images=images, instances=instances,
                                        captions=captions, source=source, panoptic_pngs=panoptic_pngs,
                                        labels=labels, names=names, orphan_labels=orphan_labels,
@@ -307,26 +301,23 @@ def build_sft_command(
 
 
 def _build_and_write(task: str, tokenizer: Optional[str], parquet: Optional[Path], device: Optional[str],
-                     out: Path, seed: int, zoom: bool, max_samples: Optional[int], skip_missing_images: bool,
-                     empty_masks: str, output_formats: tuple[str, ...], render: int, relative_to: Optional[Path],
-                     text_tokenizer: Optional[Path], options: dict[str, Any]) -> Any:
-    from masktok.data.sft import BuildConfig, write_build
+                     out: Path, config: Any, output_formats: tuple[str, ...], render: int,
+                     relative_to: Optional[Path], text_tokenizer: Optional[Path], options: dict[str, Any]) -> Any:
+    from masktok.data.sft import write_build
     from masktok.data.sft.card import hf_token_counter
-    from masktok.masks.zoom import ZoomConfig
 
     words = _words(tokenizer, parquet, device)
-    config = BuildConfig(seed=seed, zoom=ZoomConfig() if zoom else None,
-                         crops_dir=out / "crops", max_samples=max_samples,
-                         missing_images="skip" if skip_missing_images else "error",
-                         empty_masks=empty_masks)
     result = _build(task, words, config, options)
     counter = None
     if text_tokenizer is not None:
         from transformers import AutoTokenizer
         counter = hf_token_counter(AutoTokenizer.from_pretrained(text_tokenizer),
                                    words.vocabulary)
-    return write_build(result, words.vocabulary, out, formats=output_formats, render=render, seed=seed,
+    return write_build(result, words.vocabulary, out, formats=output_formats, render=render, seed=config.seed,
                        relative_to=relative_to, count_tokens=counter, console=console)
+
+
+app.command("build-sft")(with_options(build_sft_command, _BUILD_OPTIONS))
 
 
 @app.command("convert-sft-masks")

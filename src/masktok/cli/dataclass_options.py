@@ -82,12 +82,15 @@ class DataclassOptions:
         names: display names of the classes for the help ("HiMTok"); default: the class names.
         alternatives: classes of which a command uses one (e.g. one config per family); the help
             of a field only some of them have says which.
+        flags: a field's option name when it is not the field's own (``{"num_workers": "--workers"}``).
     """
 
     def __init__(self, *classes: type, skip: frozenset[str] = frozenset(),
-                 names: dict[type, str] | None = None, alternatives: tuple[type, ...] = ()) -> None:
+                 names: dict[type, str] | None = None, alternatives: tuple[type, ...] = (),
+                 flags: dict[str, str] | None = None) -> None:
         self.classes = classes
         self.alternatives = alternatives
+        self.flags = dict(flags or {})
         self.fields: dict[str, list[tuple[type, dataclasses.Field]]] = {}
         self._kinds: dict[str, str] = {}
         self._types: dict[str, Any] = {}
@@ -132,11 +135,15 @@ class DataclassOptions:
         holders = [cls for cls, _ in self.fields[name]]
         if all(cls in self.alternatives for cls in holders) and len(holders) < len(self.alternatives):
             doc = f"{doc} ({', '.join(self._label(c) for c in holders)} only)".strip()
-        flag = "--" + name.replace("_", "-")
+        flag = self.flag(name)
         decls = [f"{flag}/--no-{flag[2:]}"] if self._types[name] is bool else [flag]
         option = typer.Option(None, *decls, help=f"{doc} (default: {shown})", show_default=False)
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                  annotation=Optional[self._types[name]])
+
+    def flag(self, name: str) -> str:
+        """The option of field ``name`` (``val_every`` → ``--val-every``)."""
+        return self.flags.get(name, "--" + name.replace("_", "-"))
 
     def given(self, values: dict[str, Any]) -> dict[str, Any]:
         """The options given on the command line (None: not given), as field values."""
@@ -149,7 +156,7 @@ class DataclassOptions:
                     value = tuple(int(v) for v in value.split(",") if v.strip())
                 except ValueError:
                     raise typer.BadParameter(f"expected comma-separated integers, got {value!r}",
-                                             param_hint="--" + name.replace("_", "-")) from None
+                                             param_hint=self.flag(name)) from None
             elif isinstance(value, list):
                 value = tuple(value)
             out[name] = value
@@ -162,6 +169,10 @@ class DataclassOptions:
 
 
 def with_options(function: Any, options: DataclassOptions, *leading: inspect.Parameter) -> Any:
-    """``function(**values)`` with the signature ``leading`` + ``options.parameters``, for typer."""
+    """``function(..., **values)`` with the signature ``leading`` (default: the function's own
+    named parameters) + ``options.parameters``, for typer."""
+    if not leading:
+        leading = tuple(p for p in inspect.signature(function).parameters.values()
+                        if p.kind is not inspect.Parameter.VAR_KEYWORD)
     function.__signature__ = inspect.Signature([*leading, *options.parameters])
     return function

@@ -38,7 +38,7 @@ def tokenizer(family: str, resume: bool, **values) -> None:
     own, run = _OPTIONS.split(given, family_cls), _OPTIONS.split(given, TrainConfig)
     foreign = sorted(set(given) - set(own) - set(run))
     if foreign:
-        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        flags = ", ".join(_OPTIONS.flag(name) for name in foreign)
         raise typer.BadParameter(f"{flags}: not a setting of {_FAMILY_NAMES[family_cls]} training", param_hint="--family")
     try:
         config = TrainConfig(tokenizer=family_cls(**own), **run)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
-import torch
-
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from masktok.words import MaskSpan, MaskVocabulary
 
 EMPTY_MASK_POLICIES = ("error", "skip", "keep")
@@ -51,7 +51,7 @@ class DecodedWords:
         decoded_span_indices: for each row of ``masks`` the index into ``spans`` it came from.
     """
 
-    masks: torch.Tensor
+    masks: "torch.Tensor"
     spans: list["MaskSpan"]
     decoded_span_indices: list[int] = field(default_factory=list)
 

@@ -23,7 +23,7 @@ from masktok.data.tokenize.shards import MissingImageError, ShardImage
 from masktok.masks import BitMasks, rles_to_masks
 
 if TYPE_CHECKING:
-    from masktok.data.tokenize.pipeline import TokenizeConfig
+    from masktok.data.tokenize.config import TokenizeConfig
 
 
 @dataclass
