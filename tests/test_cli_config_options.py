@@ -77,3 +77,37 @@ def test_build_sft_settings_come_from_build_config(monkeypatch, tmp_path):
     assert dataclasses.replace(seen[0], crops_dir=None).zoom == ZoomConfig()
     refused = runner.invoke(app, ["build-sft", "res", "--out", str(out), "--empty-masks", "keep"])
     assert refused.exit_code == 2 and "'keep' has no meaning for SFT answers" in refused.output and len(seen) == 2
+
+
+def test_chat_settings_come_from_generation_settings_and_only_given_ones_override(monkeypatch, tmp_path):
+    from PIL import Image
+
+    from masktok.mllm import chat as chat_module
+    from masktok.mllm.generation_settings import GenerationSettings
+
+    asked: list[dict] = []
+
+    class Session:
+        settings = GenerationSettings(soft_decoding=True)  # as a folder's manifest may record
+
+        def start(self, image):
+            return object()
+
+        def add_user_turn(self, conversation, prompt, masks):
+            pass
+
+        def generate(self, conversations, **overrides):
+            asked.append(overrides)
+            raise Stop("stopped before the work")
+
+    monkeypatch.setattr(chat_module.MaskChat, "from_pretrained", classmethod(lambda cls, *a, **k: Session()))
+    (tmp_path / "model").mkdir()
+    Image.new("RGB", (8, 6)).save(tmp_path / "photo.png")
+    base = ["chat", str(tmp_path / "model"), "--image", str(tmp_path / "photo.png"), "--prompt", "hi"]
+    runner = CliRunner()
+    assert "stopped before the work" in runner.invoke(app, base).output
+    assert asked[-1] == {}  # nothing given: the folder's settings (and GenerationSettings' defaults) stay
+    runner.invoke(app, [*base, "--max-new-tokens", "7", "--no-constrained", "--partial-codes", "reference"])
+    assert asked[-1] == {"max_new_tokens": 7, "constrained": False, "partial_codes": "reference"}
+    shown = runner.invoke(app, ["chat", "--help"], env={"COLUMNS": "250"}).output
+    assert f"(default: {GenerationSettings().max_new_tokens!r})" in shown

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import sys
 import types
 import typing
 from typing import Any, Optional
@@ -52,6 +53,14 @@ def plain_text(doc: str) -> str:
     doc = re.sub(r":\w+:`~[\w.]*?\.(\w+)`", r"\1", doc)
     doc = re.sub(r":\w+:`([^`]+)`", r"\1", doc)
     return doc.replace("``", "")
+
+
+def _field_type(cls: type, f: dataclasses.Field) -> Any:
+    """A field's type, its annotation evaluated in its class's module (only the fields that
+    become options are evaluated: a skipped one may name a type imported for type checking only)."""
+    if not isinstance(f.type, str):
+        return f.type
+    return eval(f.type, vars(sys.modules[cls.__module__]))  # noqa: S307  (an annotation of our own code)
 
 
 def _cli_type(hint: Any) -> tuple[Any, str]:
@@ -97,14 +106,13 @@ class DataclassOptions:
         self._names = names or {}
         docs: dict[str, list[tuple[type, str]]] = {}
         for cls in classes:
-            hints = typing.get_type_hints(cls)
             for name, text in attribute_docs(cls).items():
                 docs.setdefault(name, []).append((cls, plain_text(text)))
             for f in dataclasses.fields(cls):
                 if f.name in skip:
                     continue
                 self.fields.setdefault(f.name, []).append((cls, f))
-                self._types[f.name], self._kinds[f.name] = _cli_type(hints[f.name])
+                self._types[f.name], self._kinds[f.name] = _cli_type(_field_type(cls, f))
         self.parameters = [self._parameter(name, self._help(docs.get(name, []))) for name in self.fields]
 
     def _label(self, cls: type) -> str:

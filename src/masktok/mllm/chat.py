@@ -25,6 +25,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor
+from masktok.mllm.generation_settings import GenerationSettings  # noqa: F401  (re-exported)
 from masktok.mllm.conversation import Conversation, add_user_turn
 from masktok.mllm.results import ChatResult, build_chat_result
 from masktok.mllm.span_masks import decode_span_masks, should_decode
@@ -38,53 +39,6 @@ from masktok.words import MaskSpan
 REFINER_DIR = "refiner"  # a chat folder's SAM 2 refiner (masktok format), used with refine="sam2"
 # Processors whose model flattens (images, tiles) before its vision tower (see _ragged_tile_inputs).
 TILE_FLATTENING_PROCESSORS = ("PerceptionLMProcessor",)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How answers are generated and decoded.
-
-    Attributes:
-        max_new_tokens: generation budget per answer.
-        do_sample, temperature, top_p: sampling (greedy by default).
-        constrained: apply the mask-word grammar while generating.
-        num_codes: exact number of codes per span (HiMTok's fixed token-length prompts).
-        lenient: repair what the parser can (always reported); False raises ``MaskWordsError``
-            on a malformed span.
-        decode_repaired: also decode spans the lenient parser repaired (status not ``ok``).
-        threshold: mask threshold handed to the tokenizer (None: its default).
-        logits_processors: extra ``LogitsProcessor``s, applied before the grammar.
-        soft_decoding: decode each span from the model's code probabilities (softmax(2 · logits)
-            over the code ids, HiMTok's LMM path) instead of its sampled codes; needs a tokenizer
-            with ``decode_soft``. Official InternVL-HiMTok folders turn it on.
-        soft_renormalize: with ``soft_decoding``, L2-normalise the probability-weighted code
-            vector (True: a one-hot distribution decodes exactly like its hard code; False: the
-            official LMM's raw mixture); None: the tokenizer's default (its config's
-            ``soft_renormalize``, False for the official HiMTok).
-        partial_codes: how a SAMTok word with a level left out decodes (``"level0_only"``, the
-            default, or ``"reference"``: the official code's row 0 for the missing level); None:
-            the tokenizer's default.
-    """
-
-    max_new_tokens: int = 512
-    do_sample: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    constrained: bool = True
-    num_codes: int | None = None
-    lenient: bool = True
-    decode_repaired: bool = True
-    threshold: float | None = None
-    logits_processors: tuple[LogitsProcessor, ...] = ()
-    soft_decoding: bool = False
-    soft_renormalize: bool | None = None
-    partial_codes: str | None = None
-
-    def replace(self, **overrides: Any) -> "GenerationSettings":
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"settings: unknown generation settings {unknown}")
-        return dataclasses.replace(self, **overrides)
 
 
 def history_text(layout: AnswerLayout) -> str:
