@@ -179,6 +179,83 @@ def test_hub_repository_ids_open_from_the_hub_cache_offline(tmp_path, monkeypatc
         load_tokenizer(tmp_path / "nowhere")
 
 
+def test_the_cli_opens_a_hub_repository_id_from_the_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from typer.testing import CliRunner
+
+    from masktok.cli import app
+
+    tok = build_tiny_himtok(seed=3)
+    tok.save_pretrained(tmp_path / "saved")
+    _hub_cache(tmp_path / "hub", "org/tiny-himtok", tmp_path / "saved", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    word = CliRunner().invoke(app, ["words", "format", "-t", "org/tiny-himtok", "3", "7"])
+    assert word.exit_code == 0, word.output
+    assert word.stdout.strip() == "<|mt_start|><|mt_3|><|mt_7|><|mt_end|>"
+    absent = CliRunner().invoke(app, ["words", "format", "-t", "org/absent", "3"])
+    assert absent.exit_code == 2 and "org/absent" in absent.output and "HF_HUB_OFFLINE" in absent.output
+
+
+def test_soft_decoding_is_a_named_capability(tok):
+    """HiMTok decodes code probabilities; the other families say they cannot, in one clear error."""
+    probs = tok.code_probs_from_logits(torch.randn(2, tok.max_codes, tok.vocabulary.codebook_size))
+    assert torch.allclose(probs.sum(-1), torch.ones(2, tok.max_codes))
+    if tok.soft_decoding:
+        assert tok.decode_soft(probs, size=(H, W)).shape == (2, H, W)
+    else:
+        with pytest.raises(ValueError, match=f"{tok.display_name} has no soft decoding"):
+            tok.decode_soft(probs, size=(H, W))
+
+
+def test_a_decode_or_encode_option_a_family_does_not_take_is_named(tok):
+    given = _image() if tok.needs_image else None
+    codes = tok.encode(given, _masks()[[0]])
+    with pytest.raises(ValueError, match=r"decoding does not take the option\(s\) \['colour'\]"):
+        tok.decode(given, codes, colour="red")
+    with pytest.raises(ValueError, match=r"decoding does not take the option\(s\) \['colour'\]"):
+        tok.decode_words(given, "", colour="red")
+    with pytest.raises(ValueError, match=r"encoding does not take the option\(s\) \['colour'\]"):
+        tok.encode(given, _masks()[[0]], colour="red")
+
+
+def test_a_refined_tokenizer_follows_the_protocol(tok):
+    """The refinement wrapper reads the image (the refiner does) and is a MaskTokenizer itself."""
+    from masktok.tokenizers.refine import RefinedTokenizer
+
+    class Sharpen:  # a stand-in refiner: thresholds the wrapped tokenizer's probabilities at 0.5
+        def refine(self, image, probs, size=None, return_logits=False):
+            return (probs - 0.5) * 20 if return_logits else probs > 0.5
+
+    refined = RefinedTokenizer(tok, Sharpen())
+    assert isinstance(refined, MaskTokenizer) and refined.needs_image and refined.family == tok.family
+    assert refined.soft_decoding == tok.soft_decoding and refined.vocabulary == tok.vocabulary
+    image = _image()
+    assert refined.embed_image(image) is image  # the refiner needs the pixels
+    codes = refined.encode(image if tok.needs_image else None, _masks()[[0, 2]])
+    logits = tok.decode(image if tok.needs_image else None, codes, size=(H, W), return_logits=True)
+    plain = torch.sigmoid(logits.float()) > 0.5
+    assert torch.equal(refined.decode(image, codes, size=(H, W)), plain)
+    assert [m.shape for m in refined.decode_batch([image, image], [codes, codes[:1]], sizes=[(H, W), (8, 8)])] \
+        == [(2, H, W), (1, 8, 8)]
+    with pytest.raises(ValueError, match="refinement needs the image"):
+        refined.decode(None, codes)
+
+
+def test_official_files_with_their_sidecar_config_open_without_options(tmp_path):
+    """An official file of another size than the published model: the family's
+    ``<family>_config.json`` beside it says what it is."""
+    for tok in (build_tiny_himtok(seed=0), SAMTok.from_config(tiny_test_config(), seed=0)):
+        folder = tmp_path / tok.family
+        tok.save_pretrained(folder, layout="official")
+        (folder / type(tok).sidecar_config_name()).write_text(json.dumps(tok.config.to_dict()))
+        loaded = load_tokenizer(folder)
+        given = _image() if tok.needs_image else None
+        assert torch.equal(loaded.encode(given, _masks()[[0]]), tok.encode(given, _masks()[[0]]))
+        assert sorted(p.name for pattern in type(tok).official_files for p in folder.glob(pattern)) \
+            == sorted(p.name for p in folder.iterdir())
+
+
 def test_decode_words_work_grows_with_the_chunk_not_with_the_text(monkeypatch):
     """1,000 spans are decoded 64 at a time into one bool result; the result equals one big call."""
     tok = build_tiny_himtok(seed=1)

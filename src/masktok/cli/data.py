@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from masktok.cli.dataclass_options import DataclassOptions, with_options
-from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_path
+from masktok.cli.tokenizer_option import (DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_id,
+                                          tokenizer_path)
 from masktok.data.sft import TASKS
 from masktok.data.sft.base import BuildConfig
 from masktok.data.tokenize.config import TokenizeConfig
@@ -107,7 +108,7 @@ def tokenize_dataset_command(
         if cuda_graphs and mask_tokenizer.device.type == "cuda":
             mask_tokenizer.capture_image_encoder([config.images_per_batch])
         report = tokenize_dataset(source, mask_tokenizer, config,
-                                  tokenizer_id=str(tokenizer_folder.resolve()))
+                                  tokenizer_id=tokenizer_id(tokenizer_folder))
     finally:
         if started_group:
             torch.distributed.destroy_process_group()

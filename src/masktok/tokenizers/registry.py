@@ -167,12 +167,17 @@ def load_tokenizer(path: str | Path, *, device: Any = "cpu", dtype: Any = None, 
     :mod:`masktok.tokenizers.hub`). ``options`` go to the family's ``from_pretrained``; one it
     does not take raises ``ValueError`` naming it. A hub snapshot holds only the files some
     registered family reads (each class's ``hub_files``) and the model card."""
-    patterns = sorted({p for family in _FAMILIES.values() for p in family.load_class().hub_files} | {"*.md"})
+    patterns = None if Path(path).expanduser().exists() else _hub_patterns()
     local = resolve_pretrained(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                                allow_patterns=patterns)
     local = chat_folder_tokenizer(local)
     cls = tokenizer_class(tokenizer_type(local))
     return cls.from_pretrained(local, device=device, dtype=dtype, **options)
+
+
+def _hub_patterns() -> list[str]:
+    """The files a hub snapshot needs: those some registered family reads, and the model card."""
+    return sorted({p for family in _FAMILIES.values() for p in family.load_class().hub_files} | {"*.md"})
 
 
 def _samtok_official(path: Path) -> list[Path]:
