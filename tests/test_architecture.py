@@ -2,7 +2,7 @@
 
 Every import in ``src/masktok`` (module level, inside functions and under ``TYPE_CHECKING``
 alike, relative ones resolved) is read with :mod:`ast` and checked against the layer order
-(errors | devices) → (masks | output_lock) → annotations → words → tokenizers → (mllm | data) →
+(errors | devices | json_files) → (masks | output_lock) → annotations → words → tokenizers → (mllm | data) →
 (train | eval | serving) → demo → cli → ``python -m masktok``: a module may import its own package
 and anything in a lower layer; peers never import each other. (The command line sits above the
 demo because ``masktok demo`` starts it.)
@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "masktok"
 
 # (layer rank, packages or root modules in it); peers share a rank
 LAYERS = [
-    (0, ("errors", "devices")),
+    (0, ("errors", "devices", "json_files")),
     (1, ("masks", "output_lock")),
     (2, ("annotations", "samples")),
     (3, ("words",)),

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from masktok.json_files import read_json_object
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
 from masktok.tokenizers.registry import CHAT_MANIFEST, CHAT_TOKENIZER_DIR
 
@@ -51,15 +52,7 @@ class TokenizerLocation:
 
 def _manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path) if path.is_file() else None
 
 
 def tokenizer_candidates(path: str | Path) -> list[TokenizerLocation]:

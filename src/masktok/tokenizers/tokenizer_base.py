@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from masktok.devices import resolve_device
+from masktok.json_files import read_json_object
 from masktok.tokenizers.base import (
     ABSENT_CODE,
     DEFAULT_EMPTY_MASKS,
@@ -160,15 +161,7 @@ class MaskTokenizerBase(ABC):
         path = Path(folder) / cls.sidecar_config_name()
         if cls.config_class is None or not path.is_file():
             return None
-        import json
-
-        try:
-            data = json.loads(path.read_text())
-        except ValueError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from error
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object")
-        return cls.config_class.from_dict(data)
+        return cls.config_class.from_dict(read_json_object(path))
 
     @classmethod
     def accepted_options(cls) -> tuple[str, ...]:

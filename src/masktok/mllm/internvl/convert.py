@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from masktok.json_files import read_json_object
 from masktok.mllm.internvl.config import OFFICIAL_MODEL_TYPE, native_config, system_message, tiling
 from masktok.mllm.internvl.keys import AttentionShape, MappedState, map_official_tensor
 from masktok.mllm.internvl.tokenizer import build_processor, chat_template, convert_tokenizer
@@ -38,13 +39,11 @@ class ConversionError(ValueError):
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``ConversionError`` naming the file otherwise."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ConversionError(f"{path}: cannot read JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
-    return data
+        return read_json_object(path, error=ConversionError)
+    except FileNotFoundError as error:
+        raise ConversionError(str(error)) from None
 
 
 def is_official_internvl(folder: str | Path) -> bool:
