@@ -6,6 +6,7 @@ numpy bool. Conversions:
 
 * arrays: :func:`as_mask`, :func:`as_mask_stack`
 * COCO RLE: :func:`mask_to_rle`, :func:`masks_to_rles`, :func:`masks_to_rles_torch`,
+  :func:`tiles_to_rles_torch` (masks given on tiles of a large image),
   :func:`rle_to_mask`, :func:`rles_to_masks`, :func:`check_rle`, :func:`rle_counts`
 * polygons: :func:`polygons_to_mask`, :func:`mask_to_polygons` (COCO, pixels),
   :func:`yolo_rings_to_mask`, :func:`mask_to_yolo_rings` (YOLO-seg, normalised)
@@ -47,6 +48,7 @@ from masktok.masks.polygons import (
 from masktok.masks.resize import fit_size, resize_mask
 from masktok.masks.rle import (
     check_rle,
+    compress_counts,
     mask_to_rle,
     masks_to_rles,
     masks_to_rles_torch,
@@ -54,6 +56,8 @@ from masktok.masks.rle import (
     rle_counts,
     rle_to_mask,
     rles_to_masks,
+    tile_rles,
+    tiles_to_rles_torch,
 )
 
 __all__ = [
@@ -69,6 +73,9 @@ __all__ = [
     "masks_to_rles_torch",
     "rle_to_mask",
     "rles_to_masks",
+    "tiles_to_rles_torch",
+    "tile_rles",
+    "compress_counts",
     "check_polygons",
     "check_yolo_rings",
     "polygons_to_mask",
