@@ -1,36 +1,61 @@
-"""Pack the real training masks (and the held-out evaluation masks) into compact ``.npz`` files.
+"""Pack the real training masks and the held-out validation masks into compact ``.npz`` files.
 
 The packed files (bit-packed masks, long side ≤ 640 px) travel easily to a training machine and
 load straight onto the GPU (``masktok train tokenizer --packed …``). With the shared data folder::
 
     python scripts/pack_training_masks.py --data-root ../shared/data --out runs/pack
 
-writes ``train_masks.npz`` (coco128_seg polygons, the COCO panoptic sample, the labelme VOC
-polygons, the referring-segmentation mask PNGs) and ``val_coco_val2014_100.npz`` (all 839 GT
-masks of ``coco_val2014_100``, crowd regions included; used for evaluation only, never trained on).
+writes
+
+- ``train_masks.npz``: the COCO 2017 masks of the images *not* held out
+  (:func:`masktok.data.heldout_masks.is_held_out`; crowd regions included), the coco128 YOLO
+  polygons of images that are neither in the COCO 2017 files nor in ``coco_val2014_100``, the
+  COCO panoptic sample, the labelme VOC polygons and the referring-segmentation mask PNGs;
+- ``val_coco2017_heldout.npz``: every mask of the held-out COCO 2017 images (validation during
+  training; never trained on);
+- ``val_coco_val2014_100.npz``: the 839 GT masks of ``coco_val2014_100`` (never trained on).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
-from masktok.data.mask_datasets import load_sources, pack_masks
+from masktok.data.heldout_masks import (
+    coco2017_files,
+    coco2017_image_ids,
+    is_held_out,
+    training_sources,
+    val2014_image_ids,
+)
+from masktok.data.mask_datasets import MaskRecord, coco_instance_records, load_source, pack_masks
 
 
-def training_sources(root: Path) -> list[str]:
-    return [
-        f"yolo:{root}/coco128_seg/images/train2017,{root}/coco128_seg/labels/train2017,orphans=ignore",
-        f"panoptic:{root}/coco_panoptic_sample/panoptic_examples.json,{root}/coco_panoptic_sample/panoptic_examples,"
-        f"{root}/coco_panoptic_sample/input_images,crowd=include",
-        f"labelme:{root}/voc_labelme/data_annotated",
-        f"mask_png:{root}/refseg_examples/masks",
-    ]
+def _image_id(record: MaskRecord) -> str:
+    return record.image_key.rsplit(":", 1)[1]
 
 
-def evaluation_sources(root: Path) -> list[str]:
-    return [f"coco:{root}/coco_val2014_100/instances_val2014_100.json,crowd=include"]
+def training_records(root: Path) -> tuple[list[MaskRecord], dict[str, int]]:
+    """The training masks and how many each source gave."""
+    elsewhere = {str(i) for i in coco2017_image_ids(root) | val2014_image_ids(root)}
+    records, counts = [], Counter()
+    for spec in training_sources(root):
+        kind = spec.split(":", 1)[0]
+        found = load_source(spec)
+        if kind == "coco":
+            found = [r for r in found if not is_held_out(int(_image_id(r)))]
+        elif kind == "yolo":  # coco128 images in the COCO 2017 files come from there; val2014 ones stay out
+            found = [r for r in found if str(int(Path(_image_id(r)).name)) not in elsewhere]
+        counts[f"{kind}:{Path(spec.split(':', 1)[1].split(',')[0]).name}"] += len(found)
+        records.extend(found)
+    return records, dict(counts)
+
+
+def heldout_records(root: Path) -> list[MaskRecord]:
+    return [r for path in coco2017_files(root) for r in coco_instance_records(path, include_crowd=True)
+            if is_held_out(int(_image_id(r)))]
 
 
 def main() -> None:
@@ -41,17 +66,16 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data_root.is_dir():
         raise SystemExit(f"data folder not found: {args.data_root}")
+    train, per_source = training_records(args.data_root)
+    val2014 = load_source(f"coco:{args.data_root}/coco_val2014_100/instances_val2014_100.json,crowd=include")
     summary = {}
-    for name, sources in (("train_masks.npz", training_sources(args.data_root)),
-                          ("val_coco_val2014_100.npz", evaluation_sources(args.data_root))):
-        records = load_sources(sources)
+    for name, records, sources in (("train_masks.npz", train, per_source),
+                                   ("val_coco2017_heldout.npz", heldout_records(args.data_root), None),
+                                   ("val_coco_val2014_100.npz", val2014, None)):
         counts = pack_masks(records, args.out / name, max_side=args.max_side)
-        per_source = {}
-        for spec in sources:
-            per_source[spec.split(":", 1)[0] + ":" + Path(spec.split(":", 1)[1].split(",")[0]).parent.name] = \
-                len(load_sources([spec]))
-        summary[name] = {**counts, "sources": per_source}
-        print(f"{args.out / name}: {counts['masks']} masks, {counts['bytes'] / 2 ** 20:.2f} MiB  {per_source}")
+        summary[name] = {**counts, **({"sources": sources} if sources else {})}
+        print(f"{args.out / name}: {counts['masks']} masks, {counts['bytes'] / 2 ** 20:.2f} MiB"
+              + (f"  {sources}" if sources else ""))
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
