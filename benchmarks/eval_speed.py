@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from masktok.eval.gres import GRESAccumulator
-from masktok.eval.iou import coco_rle, union_rle
+from masktok.masks.iou import coco_rle, union_rle
 from masktok.eval.res import RESAccumulator
 from masktok.eval.runner import run_referring
 from masktok.masks import masks_to_rles

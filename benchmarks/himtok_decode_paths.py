@@ -64,7 +64,7 @@ def previous_decode(tok, codes: torch.Tensor, size: tuple[int, int]) -> torch.Te
 
 def previous_encode(tok, masks: np.ndarray) -> torch.Tensor:
     """The earlier public encode: all masks to the device, then a float affine crop of each."""
-    from masktok.data.augment import apply_augment, identity_params
+    from masktok.masks.augment import apply_augment, identity_params
     from masktok.tokenizers.himtok.box_frame import box_to_codes, tight_boxes
 
     binary = torch.from_numpy(masks).to(tok.device)

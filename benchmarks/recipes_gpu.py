@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def train_settings(folder: Path, **values):
-    from masktok.train.recipe_config import TrainSettings
+    from masktok.train.vlm.config import TrainSettings
 
     base = dict(warmup_ratio=0.0, lr_scheduler="constant", save_steps=0, seed=0,
                 extra={"disable_tqdm": True})
@@ -79,8 +79,8 @@ def greedy_exact(folder: str, rows) -> float:
 def sampled_reward(folder: str, rows, samples: int) -> float:
     """Mean answer-matching reward of ``samples`` constrained samples per GRES prompt."""
     from masktok.mllm.loading import load_vlm
-    from masktok.train.grpo import grammar_processors
-    from masktok.train.rewards import answer_matching_reward
+    from masktok.train.vlm.grpo import grammar_processors
+    from masktok.train.vlm.rewards import answer_matching_reward
     from masktok.words import SAMTOK_VOCABULARY
     from test_recipes_toy import answer_of, generate_answers
 
@@ -125,9 +125,9 @@ def plot(path: Path, sft_losses, curve, before: float, after: float) -> None:
 
 def main() -> None:
     args = parse_args()
-    from masktok.train.grpo import reward_curve, run_grpo
-    from masktok.train.recipe_config import GRPORecipe, ModelSettings, SFTRecipe
-    from masktok.train.sft import run_sft
+    from masktok.train.vlm.grpo import reward_curve, run_grpo
+    from masktok.train.vlm.config import GRPORecipe, ModelSettings, SFTRecipe
+    from masktok.train.vlm.sft import run_sft
     from mllm_fixtures import TinyVLMConfig
     from test_recipes_toy import gres_toy, res_toy, save_tiny_vlm
 

@@ -3,7 +3,7 @@
 A synthetic COCO-style dataset is written to a temporary folder (JPEG images, compressed-RLE
 instance masks, ~``--masks-per-image`` ellipses of varied size per image), then tokenized:
 
-- ``pipeline``: :func:`masktok.data.tokenize_dataset.iter_encoded` — DataLoader workers decode the
+- ``pipeline``: :func:`masktok.data.tokenize.pipeline.iter_encoded` — DataLoader workers decode the
   JPEGs and RLEs, ``SAMTok.encode_stream`` reads the loaded images as a stream in image-encoder
   passes of ``--images-per-batch`` images (one encoding per image, all its masks batched) — plus
   formatting every mask's words: everything ``masktok tokenize-dataset`` does except writing
@@ -41,8 +41,8 @@ import torch
 from PIL import Image
 
 from bench_common import ellipse_masks, log, random_samtok_model, sync
-from masktok.data.shards import DatasetSource, plan_shards
-from masktok.data.tokenize_dataset import TokenizeConfig, iter_encoded, tokenize_dataset
+from masktok.data.tokenize.shards import DatasetSource, plan_shards
+from masktok.data.tokenize.pipeline import TokenizeConfig, iter_encoded, tokenize_dataset
 from masktok.masks import mask_to_rle
 from masktok.tokenizers.samtok import SAMTok
 from masktok.words import format_mask_words

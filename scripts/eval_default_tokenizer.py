@@ -3,7 +3,7 @@
     python scripts/eval_default_tokenizer.py --data-root ../shared/data [--name masktok-box-v1 | --tokenizer DIR]
         [--device cpu] [--sets coco_val2014_100,thin_sparse] [--lengths 1,2,4,8,16,32] [--out eval.json]
 
-Sets (:mod:`masktok.data.heldout_masks`): ``coco_val2014_100`` (839 GT masks), ``coco2017_heldout``
+Sets (:mod:`masktok.data.mask_pools.heldout`): ``coco_val2014_100`` (839 GT masks), ``coco2017_heldout``
 (the held-out COCO 2017 images), ``scaled_2k_4k`` / ``canvas_2k_4k`` (held-out polygons on 2–4K
 canvases, scaled with the image or at their own scale), ``thin_sparse`` (boxes < 20 % filled).
 Every mask is encoded at its image size and decoded from its first l codes back to that size (as
@@ -22,7 +22,7 @@ import torch
 
 
 def main() -> None:
-    from masktok.data.heldout_masks import SET_NAMES, evaluation_sets
+    from masktok.data.mask_pools.heldout import SET_NAMES, evaluation_sets
     from masktok.eval.tokenizer_sets import set_ious, summarize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],

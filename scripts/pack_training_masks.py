@@ -8,7 +8,7 @@ load straight onto the GPU (``masktok train tokenizer --packed …``). With the 
 writes
 
 - ``train_masks.npz``: the COCO 2017 masks of the images *not* held out
-  (:func:`masktok.data.heldout_masks.is_held_out`; crowd regions included), the coco128 YOLO
+  (:func:`masktok.data.mask_pools.heldout.is_held_out`; crowd regions included), the coco128 YOLO
   polygons of images that are neither in the COCO 2017 files nor in ``coco_val2014_100``, the
   COCO panoptic sample, the labelme VOC polygons and the referring-segmentation mask PNGs;
 - ``val_coco2017_heldout.npz``: every mask of the held-out COCO 2017 images (validation during
@@ -23,14 +23,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from masktok.data.heldout_masks import (
+from masktok.data.mask_pools.heldout import (
     coco2017_files,
     coco2017_image_ids,
     is_held_out,
     training_sources,
     val2014_image_ids,
 )
-from masktok.data.mask_datasets import MaskRecord, coco_instance_records, load_source, pack_masks
+from masktok.data.mask_pools.sources import MaskRecord, coco_instance_records, load_source, pack_masks
 
 
 def _image_id(record: MaskRecord) -> str:

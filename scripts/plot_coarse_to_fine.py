@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from masktok.cli.roundtrip import overlay
 from masktok.samples import load_samples
-from masktok.train.validation import mask_iou
+from masktok.train.tokenizer.validation import mask_iou
 
 
 def main() -> None:

@@ -95,7 +95,7 @@ def main() -> None:
                       "validation": result.validation, "export": result.export_dir,
                       "stopped_early": result.stopped_early}), flush=True)
     if result.export_dir is None:  # stopped by the time limit: export the newest checkpoint
-        from masktok.train.tokenizer_trainer import export_checkpoint
+        from masktok.train.tokenizer.trainer import export_checkpoint
 
         export_checkpoint(args.run_dir, args.run_dir / "final", dtype="float16")
 

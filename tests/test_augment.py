@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masktok.data.augment import (
+from masktok.masks.augment import (
     AugmentParams,
     MaskAugmentConfig,
     apply_augment,

@@ -21,7 +21,7 @@ from masktok.demo.tabs import ChatTab, DecodeTab, TokenizeTab
 from masktok.demo.tabs.chat import NO_MODEL_NOTE
 from masktok.demo.tabs.tokenize import MASK_FROM_BRUSH, MASK_FROM_FILE, tokenize_mask
 from masktok.masks import mask_to_rle, masks_to_rles, write_mask_png
-from masktok.mllm.render import render_masks
+from masktok.masks.render import render_masks
 from masktok.words import SAMTOK_VOCABULARY, format_mask_words, parse_mask_words
 from mllm_fixtures import single_thread_torch  # noqa: F401 (autouse)
 from mllm_fixtures import (ScriptedAnswers, box_mask, build_tiny_chat, build_tiny_himtok,

@@ -12,8 +12,8 @@ from masktok.eval import caption_metrics
 from masktok.eval.caption_metrics import CaptionMetricsUnavailable, caption_metrics_unavailable, caption_scores
 from masktok.eval.coco import coco_evaluate
 from masktok.eval.gcg import GCGSample, evaluate_gcg, gcg_coco_inputs, greedy_matched_ious, image_miou, phrase_matches
-from masktok.eval.iou import encode_masks
-from masktok.eval.text_similarity import embedding_similarity, lexical_similarity, mean_pooled_transformer_similarity
+from masktok.masks.iou import encode_masks
+from masktok.words.phrase_similarity import embedding_similarity, lexical_similarity, mean_pooled_transformer_similarity
 
 PUBLISHED_SEGM_AP = 0.3195452758576433
 PUBLISHED_SEGM_AP50 = 0.5622883972521636

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from masktok.eval.iou import encode_masks
+from masktok.masks.iou import encode_masks
 from masktok.eval.ovseg import UNLABELED, SemSegConfusion, semantic_map_from_masks
 from masktok.eval.psg import SceneGraph, evaluate_psg, triplet_hits
 from masktok.eval.scene_datasets import read_openpsg, read_semseg_dir

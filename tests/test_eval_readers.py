@@ -11,9 +11,9 @@ import torch
 
 from masktok.eval.answers import DecodedAnswer, clean_caption, split_gcg_answer, split_psg_answer
 from masktok.eval.datasets import load_referring, read_glamm_gcg, read_grefcoco, read_refcoco
-from masktok.eval.iou import rle_areas
+from masktok.masks.iou import rle_areas
 from masktok.eval.recon import reconstruction_ious
-from masktok.eval.scene_datasets import class_index
+from masktok.annotations.class_names import class_index
 from masktok.eval.scene_runner import run_gcg
 from masktok.masks import rle_to_mask
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from masktok.eval.iou import encode_masks
+from masktok.masks.iou import encode_masks
 from masktok.eval.perception import multiple_choice_accuracy, parse_choice
 from masktok.eval.rec import answer_box, box_iou, box_to_pixels, mask_box, parse_boxes, rec_metrics, xywh_to_xyxy
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from masktok.eval.gres import GRESAccumulator, gres_metrics
-from masktok.eval.iou import (
+from masktok.masks.iou import (
     dense_intersection_union,
     dense_iou_matrix,
     encode_masks,

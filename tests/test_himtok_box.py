@@ -148,10 +148,10 @@ def test_save_and_load_keep_the_box_prefix(tok, tmp_path):
 
 
 def test_training_frames_and_validation_of_a_box_model(tmp_path):
-    from masktok.data.mask_datasets import MaskPool
+    from masktok.data.mask_pools.sources import MaskPool
     from masktok.tokenizers.himtok import HiMTokModel
-    from masktok.train.mask_sampler import MaskMixConfig, MixedMaskSampler
-    from masktok.train.validation import himtok_reconstruction_miou, tokenizer_reconstruction_miou
+    from masktok.train.tokenizer.mask_sampler import MaskMixConfig, MixedMaskSampler
+    from masktok.train.tokenizer.validation import himtok_reconstruction_miou, tokenizer_reconstruction_miou
 
     arrays = [ellipse(60, 80, 20, 30, 8, 20).numpy(), ellipse(100, 50, 60, 25, 30, 10).numpy()]
     pool = MaskPool.from_arrays(arrays, ["a", "b"], "cpu")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from masktok.annotations.records import AnnotationError
-from masktok.data.mask_datasets import (
+from masktok.data.mask_pools.sources import (
     MaskPool,
     load_source,
     load_sources,

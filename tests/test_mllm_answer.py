@@ -10,7 +10,7 @@ from tokenizers import AddedToken
 from masktok.mllm.answer import layout_answer, trim_generated
 from masktok.mllm.chat import history_text
 from masktok.mllm.grounding import align_phrases, parse_scene_graph, split_relation
-from masktok.mllm.render import mask_colors, render_masks
+from masktok.masks.render import mask_colors, render_masks
 from masktok.mllm.vocabulary import mask_token_ids, mask_token_order
 from masktok.words import samtok_vocabulary
 from mllm_fixtures import box_mask, build_tiny_tokenizer

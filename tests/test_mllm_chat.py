@@ -10,7 +10,7 @@ import torch
 
 from masktok.masks import mask_to_box, rle_to_mask
 from masktok.mllm import AnswerDone, MaskReady, TextChunk
-from masktok.mllm.prompts import MASK_PLACEHOLDER, PHRASE_END, PHRASE_START
+from masktok.words.prompts import MASK_PLACEHOLDER, PHRASE_END, PHRASE_START
 from masktok.words import format_mask_words
 from mllm_fixtures import single_thread_torch  # noqa: F401 (autouse)
 from mllm_fixtures import (ScriptedAnswers, TinyVLMConfig, box_mask, build_tiny_chat,

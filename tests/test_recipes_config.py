@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from masktok.train.recipe_config import (
+from masktok.train.vlm.config import (
     GRPORecipe,
     LoraSettings,
     ModelSettings,
@@ -47,7 +47,7 @@ def test_bad_values_name_their_field(build, field):
 
 
 def test_trainer_arguments_follow_the_settings():
-    from masktok.train.sft import checkpointing_argument, trainer_arguments
+    from masktok.train.vlm.sft import checkpointing_argument, trainer_arguments
 
     train = TrainSettings("out", max_steps=5, warmup_ratio=0.1, save_steps=0, report_to=("tensorboard",),
                           extra={"fsdp": "full_shard auto_wrap"})

@@ -9,16 +9,16 @@ import torch
 pytest.importorskip("trl")
 
 from masktok.mllm.loading import load_vlm  # noqa: E402
-from masktok.train.grpo import (  # noqa: E402
+from masktok.train.vlm.grpo import (  # noqa: E402
     extra_logits_processors,
     grammar_processors,
     reward_curve,
     reward_functions,
     run_grpo,
 )
-from masktok.train.recipe_config import GRPORecipe, ModelSettings, SFTRecipe, TrainSettings  # noqa: E402
-from masktok.train.rewards import answer_matching_reward  # noqa: E402
-from masktok.train.sft import run_sft  # noqa: E402
+from masktok.train.vlm.config import GRPORecipe, ModelSettings, SFTRecipe, TrainSettings  # noqa: E402
+from masktok.train.vlm.rewards import answer_matching_reward  # noqa: E402
+from masktok.train.vlm.sft import run_sft  # noqa: E402
 from masktok.words import SAMTOK_VOCABULARY  # noqa: E402
 from test_recipes_toy import (  # noqa: E402,F401
     answer_of,

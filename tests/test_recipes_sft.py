@@ -14,13 +14,13 @@ pytest.importorskip("peft")
 
 from masktok.mllm.loading import load_vlm  # noqa: E402
 from masktok.mllm.vocabulary import mask_token_ids  # noqa: E402
-from masktok.train.recipe_config import (  # noqa: E402
+from masktok.train.vlm.config import (  # noqa: E402
     LoraSettings,
     ModelSettings,
     SFTRecipe,
     TrainSettings,
 )
-from masktok.train.sft import build_sft_trainer, export_final, run_sft, set_trainable  # noqa: E402
+from masktok.train.vlm.sft import build_sft_trainer, export_final, run_sft, set_trainable  # noqa: E402
 from masktok.words import SAMTOK_VOCABULARY, parse_mask_words  # noqa: E402
 from mllm_fixtures import TinyVLMConfig, build_tiny_pair  # noqa: E402
 from test_recipes_toy import (  # noqa: E402,F401
@@ -131,7 +131,7 @@ def test_lora_rows_mode_refuses_a_tied_head(tmp_path):
 
 
 def test_vocabulary_is_added_on_request_and_detected_otherwise(tmp_path):
-    from masktok.train.sft import prepare_model
+    from masktok.train.vlm.sft import prepare_model
 
     model, processor = build_tiny_pair(TinyVLMConfig())
     with pytest.raises(ValueError, match="vocabular"):
@@ -143,7 +143,7 @@ def test_vocabulary_is_added_on_request_and_detected_otherwise(tmp_path):
 
 
 def test_copy_mask_tokenizer_of_a_chat_folder(tmp_path):
-    from masktok.train.sft import copy_mask_tokenizer
+    from masktok.train.vlm.sft import copy_mask_tokenizer
 
     source = tmp_path / "chat"
     (source / "mask_tokenizer").mkdir(parents=True)

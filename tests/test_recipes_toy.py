@@ -1,5 +1,5 @@
 """Toy tasks for the training recipes (used by the recipe tests and benchmarks/recipes_gpu.py),
-and tests of the JSONL → dataset/collator layer (:mod:`masktok.train.vlm_data`).
+and tests of the JSONL → dataset/collator layer (:mod:`masktok.train.vlm.data`).
 
 Everything is built offline: a tiny random Qwen VL from ``mllm_fixtures`` extended with the SAMTok
 words and saved in the Hugging Face layout, small random images, and SFT JSONL in the format of
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from masktok.mllm.prompts import NO_TARGET_ANSWER, build_answer, build_prompt, join_masks
+from masktok.words.prompts import NO_TARGET_ANSWER, build_answer, build_prompt, join_masks
 from masktok.words import SAMTOK_VOCABULARY, format_mask_words
 from mllm_fixtures import TinyVLMConfig, build_tiny_pair, tiny_image
 
@@ -149,7 +149,7 @@ def test_toy_rows_pass_the_builders_grammar(tmp_path):
 
 
 def test_read_conversations_normalises_and_resolves(tmp_path):
-    from masktok.train.vlm_data import read_conversations
+    from masktok.train.vlm.data import read_conversations
 
     tiny_image().save(tmp_path / "a.png")
     rows = [
@@ -183,7 +183,7 @@ def test_read_conversations_normalises_and_resolves(tmp_path):
                                  {"role": "assistant", "content": "a"}]}, "neither"),
 ])
 def test_bad_conversations_raise_with_file_and_line(tmp_path, row, message):
-    from masktok.train.vlm_data import ConversationFormatError, read_conversations
+    from masktok.train.vlm.data import ConversationFormatError, read_conversations
 
     tiny_image().save(tmp_path / "a.png")
     path = write_jsonl(tmp_path / "bad.jsonl", [row])
@@ -195,7 +195,7 @@ def test_bad_conversations_raise_with_file_and_line(tmp_path, row, message):
 def test_grpo_dataset_splits_prompt_and_solution(tmp_path):
     from PIL import Image
 
-    from masktok.train.vlm_data import load_grpo_dataset
+    from masktok.train.vlm.data import load_grpo_dataset
 
     truth_path, _, truth = gres_toy(tmp_path, num_prompts=3)
     dataset = load_grpo_dataset([truth_path])
@@ -208,7 +208,7 @@ def test_grpo_dataset_splits_prompt_and_solution(tmp_path):
 
 def test_collator_labels_every_assistant_turn_and_nothing_else(tmp_path):
     from masktok.mllm import add_mask_vocabulary
-    from masktok.train.vlm_data import AssistantTurnCollator, normalise_conversation
+    from masktok.train.vlm.data import AssistantTurnCollator, normalise_conversation
 
     model, processor = build_tiny_pair(TinyVLMConfig())
     add_mask_vocabulary(model, processor, SAMTOK_VOCABULARY)

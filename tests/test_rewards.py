@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from masktok.train import rewards
+from masktok.train.vlm import rewards
 from masktok.words import HIMTOK_VOCABULARY, SAMTOK_VOCABULARY, format_mask_words
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from masktok.data import sft
-from masktok.data.shards import DatasetSource
-from masktok.data.tokenize_dataset import TokenizeConfig, tokenize_dataset
+from masktok.data.tokenize.shards import DatasetSource
+from masktok.data.tokenize.pipeline import TokenizeConfig, tokenize_dataset
 from masktok.masks import mask_to_rle, rle_to_box, rle_to_mask
-from masktok.mllm.prompts import NO_TARGET_ANSWER, PHRASE_END, PHRASE_START, prompt_templates
+from masktok.words.prompts import NO_TARGET_ANSWER, PHRASE_END, PHRASE_START, prompt_templates
 from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
 from masktok.words import parse_mask_words
 
@@ -172,7 +172,7 @@ def test_gcg_wraps_phrases_then_masks(coco_images, words, himtok, tmp_path, coco
                         "groundings": groundings})
     path = tmp_path / "GranDf_HA_GCG_train.json"
     path.write_text(json.dumps(records))
-    from masktok.data.readers import read_grandf
+    from masktok.annotations.grandf import read_grandf
 
     result = sft.build_gcg(read_grandf(path), coco.images, words, config(tmp_path))
     build_and_check(result, himtok, tmp_path / "out")
@@ -390,7 +390,7 @@ def test_parquet_words_equal_words_on_the_fly(coco, coco_images, words, himtok, 
 
 def test_missing_images_fail_by_default(coco, words, tmp_path):
     images = sft.instance_images(coco)
-    from masktok.data.shards import MissingImageError
+    from masktok.data.tokenize.shards import MissingImageError
 
     with pytest.raises(MissingImageError, match="not found"):
         sft.build_instance(images, words, sft.BuildConfig())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from masktok.data.synthetic_masks import KINDS, SyntheticMaskConfig, generate_synthetic_masks
+from masktok.data.mask_pools.synthetic import KINDS, SyntheticMaskConfig, generate_synthetic_masks
 
 
 def test_shapes_dtype_and_never_empty():

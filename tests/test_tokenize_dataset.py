@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from masktok.data.shards import DatasetSource, MissingImageError, source_images
-from masktok.data.tokenize_dataset import (
+from masktok.data.tokenize.shards import DatasetSource, MissingImageError, source_images
+from masktok.data.tokenize.pipeline import (
     MANIFEST,
     SUCCESS,
     USAGE,
@@ -161,7 +161,7 @@ def test_samtok_streams_the_loaded_images_in_order(shared_data, tmp_path):
 
 
 def test_a_loaded_group_travels_as_one_buffer_and_comes_back_equal():
-    from masktok.data.tokenize_loader import LoadedGroup, LoadedImageItem
+    from masktok.data.tokenize.loader import LoadedGroup, LoadedImageItem
     from masktok.masks import BitMasks
 
     rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, model_dir: str, run_dir: str, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    from masktok.train import tokenizer_trainer
+    from masktok.train.tokenizer import trainer as tokenizer_trainer
 
     built = []
     original = tokenizer_trainer.build_recipe

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from masktok.train import checkpointing as ckpt
-from masktok.train.tokenizer_trainer import TrainConfig, export_checkpoint, train_tokenizer, warmup_cosine
+from masktok.train.tokenizer import checkpointing as ckpt
+from masktok.train.tokenizer.trainer import TrainConfig, export_checkpoint, train_tokenizer, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,7 @@ def test_config_errors():
 
 
 def test_non_finite_loss_stops_with_its_step_and_no_later_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
-    from masktok.train.objectives import HiMTokObjective
+    from masktok.train.tokenizer.objectives import HiMTokObjective
 
     real_forward = HiMTokObjective.forward
     calls = {"n": 0}

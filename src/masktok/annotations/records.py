@@ -116,3 +116,23 @@ def require_int(value: Any, what: str, positive: bool = False) -> int:
     if positive and value <= 0:
         raise ValueError(f"{what} must be positive, got {value}")
     return value
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """A JSON-lines file → its records (blank lines skipped); bad JSON names the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {n}: invalid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}: line {n}: expected a JSON object")
+            out.append(rec)
+    return out

@@ -26,7 +26,7 @@ def chat(
 
     from masktok.masks import read_mask_png
     from masktok.mllm.chat import MaskChat
-    from masktok.mllm.render import render_masks
+    from masktok.masks.render import render_masks
     from masktok.mllm.streaming import AnswerDone, MaskReady, TextChunk
 
     console = Console()

@@ -38,7 +38,7 @@ def _source(kind: str, annotations: Optional[Path], images: Optional[Path],
             instances: Optional[Path], panoptic_pngs: Optional[Path], labels: Optional[Path],
             names: Optional[Path], split: Optional[str], tars: Optional[list[Path]],
             orphan_labels: str) -> Any:
-    from masktok.data.shards import DatasetSource
+    from masktok.data.tokenize.shards import DatasetSource
 
     return DatasetSource(kind, annotations=annotations, images=images, instances=instances,
                          panoptic_pngs=panoptic_pngs, labels=labels, class_names=_names(names),
@@ -84,7 +84,7 @@ def tokenize_dataset_command(
     """
     import torch
 
-    from masktok.data.tokenize_dataset import TokenizeConfig, tokenize_dataset, usage_table
+    from masktok.data.tokenize.pipeline import TokenizeConfig, tokenize_dataset, usage_table
     from masktok.tokenizers import load_tokenizer
 
     started_group = False
@@ -148,7 +148,7 @@ def _need(value: Any, option: str, task: str) -> Any:
 def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
     """Read the task's inputs from the options and run its builder."""
     from masktok.data import sft
-    from masktok.data.readers import read_grandf
+    from masktok.annotations.grandf import read_grandf
 
     ann, images = o["annotations"], o["images"]
 
@@ -235,7 +235,7 @@ def build_sft_command(
     """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders."""
     from masktok.data.sft import BuildConfig, write_build
     from masktok.data.sft.card import hf_token_counter
-    from masktok.mllm.zoom import ZoomConfig
+    from masktok.masks.zoom import ZoomConfig
 
     try:
         words = _words(tokenizer, parquet, device)

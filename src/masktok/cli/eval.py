@@ -155,7 +155,7 @@ def gcg(predictions: Path = PRED,
         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
     from masktok.eval.scene_runner import run_gcg
-    from masktok.eval.text_similarity import DEFAULT_TEXT_SIMILARITY, mean_pooled_transformer_similarity
+    from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, mean_pooled_transformer_similarity
 
     similarity = (mean_pooled_transformer_similarity(text_model, device) if text_model
                   else DEFAULT_TEXT_SIMILARITY)

@@ -57,7 +57,7 @@ def _settings(model: Path, vocabulary: Optional[str], lora: bool, lora_rank: int
               epochs: float, lr: float, batch_size: int, grad_accum: int, warmup_ratio: float,
               scheduler: str, weight_decay: float, precision: str, seed: int, logging_steps: int,
               save_steps: int, report_to: list[str], fsdp: Optional[str]) -> tuple[Any, Any]:
-    from masktok.train.recipe_config import LoraSettings, ModelSettings, TrainSettings
+    from masktok.train.vlm.config import LoraSettings, ModelSettings, TrainSettings
 
     lora_settings = (LoraSettings(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
                                   new_tokens=lora_new_tokens) if lora else None)
@@ -111,8 +111,8 @@ def sft(
     report_to: list[str] = REPORT_TO, fsdp: Optional[str] = FSDP, resume: bool = RESUME,
 ) -> None:
     """Supervised fine-tuning on mask-word conversations (loss on the assistant turns)."""
-    from masktok.train.recipe_config import SFTRecipe
-    from masktok.train.sft import run_sft
+    from masktok.train.vlm.config import SFTRecipe
+    from masktok.train.vlm.sft import run_sft
 
     try:
         model_settings, train_settings = _settings(
@@ -165,8 +165,8 @@ def grpo(
     resume: bool = RESUME,
 ) -> None:
     """GRPO with the textual answer-matching reward (last assistant turn = ground truth)."""
-    from masktok.train.grpo import run_grpo
-    from masktok.train.recipe_config import GRPORecipe
+    from masktok.train.vlm.grpo import run_grpo
+    from masktok.train.vlm.config import GRPORecipe
 
     try:
         model_settings, train_settings = _settings(

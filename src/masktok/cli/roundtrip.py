@@ -45,7 +45,7 @@ def roundtrip(
 
     from masktok.masks import write_mask_png
     from masktok.samples import load_samples
-    from masktok.train.validation import mask_iou
+    from masktok.train.tokenizer.validation import mask_iou
 
     try:
         lengths = [int(v) for v in prefix_lengths.split(",") if v.strip()]

@@ -57,7 +57,7 @@ def tokenizer(
     export_dtype: str = typer.Option("float32", help="dtype of the exported final tokenizer."),
 ) -> None:
     """Train a mask tokenizer (single process, or one process per GPU under torchrun)."""
-    from masktok.train.tokenizer_trainer import TrainConfig, train_tokenizer
+    from masktok.train.tokenizer.trainer import TrainConfig, train_tokenizer
 
     try:
         lengths = tuple(int(v) for v in val_prefix_lengths.split(",") if v.strip())
@@ -104,7 +104,7 @@ def export(
     dtype: str = typer.Option("float32", help="float32, float16 or bfloat16."),
 ) -> None:
     """Export a run's newest checkpoint as a tokenizer folder."""
-    from masktok.train.tokenizer_trainer import export_checkpoint
+    from masktok.train.tokenizer.trainer import export_checkpoint
 
     path = export_checkpoint(run_dir, out, dtype)
     Console().print(f"tokenizer saved to {path}")

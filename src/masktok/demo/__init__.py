@@ -9,7 +9,7 @@ Modules: :mod:`~masktok.demo.inputs` (uploads and the image editor → checked i
 :mod:`~masktok.demo.sample_catalog` (the bundled samples for the pickers),
 :mod:`~masktok.demo.models` (what runs), :mod:`~masktok.demo.highlight` (spans → highlighted
 text), :mod:`~masktok.demo.feedback` (status lines), :mod:`~masktok.demo.tabs` and
-:mod:`~masktok.demo.app`. Overlays are drawn by :mod:`masktok.mllm.render` and
+:mod:`~masktok.demo.app`. Overlays are drawn by :mod:`masktok.masks.render` and
 :mod:`masktok.eval.report`.
 """
 

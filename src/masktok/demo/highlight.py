@@ -1,7 +1,7 @@
 """Mask spans of a text → gradio ``HighlightedText`` pieces, coloured like the overlay.
 
 Decoded mask k is labelled ``mask k`` (``mask k · status`` when the parser repaired it) in the
-overlay colour of mask k (:func:`masktok.mllm.render.mask_colors`); a span that could not be
+overlay colour of mask k (:func:`masktok.masks.render.mask_colors`); a span that could not be
 decoded is labelled ``not decoded · status`` in grey.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from masktok.demo.feedback import rgb_hex
-from masktok.mllm.render import mask_colors
+from masktok.masks.render import mask_colors
 
 UNDECODED_COLOR = "#9ca3af"
 

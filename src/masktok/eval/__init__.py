@@ -5,14 +5,14 @@ Metrics (plain inputs: bool masks or COCO RLE, boxes, strings; values are fracti
 * :mod:`~masktok.eval.res` — RES cIoU / gIoU / Pr@X (LISA, GLaMM);
 * :mod:`~masktok.eval.gres` — gRefCOCO N-acc / T-acc / cIoU / gIoU / Pr@X (ReLA's evaluator);
 * :mod:`~masktok.eval.gcg` — GCG AP50 / mIoU / recall (GLaMM), with
-  :mod:`~masktok.eval.text_similarity` and :mod:`~masktok.eval.caption_metrics` (METEOR, CIDEr);
+  :mod:`~masktok.words.phrase_similarity` and :mod:`~masktok.eval.caption_metrics` (METEOR, CIDEr);
 * :mod:`~masktok.eval.coco` — the COCOeval wrapper behind every AP;
 * :mod:`~masktok.eval.rec` — REC Acc@0.5/0.7/0.9 and the InternVL / Qwen-VL box formats;
 * :mod:`~masktok.eval.psg` — PSG R@K / mR@K (OpenPSG) and the corrected variant;
 * :mod:`~masktok.eval.ovseg` — open-vocabulary semantic segmentation mIoU;
 * :mod:`~masktok.eval.perception` — mask-perception multiple-choice accuracy;
 * :mod:`~masktok.eval.recon` — tokenizer reconstruction r-Acc per prefix length;
-* :mod:`~masktok.eval.iou` — the batched I/U kernels (numpy, torch on any device, RLE).
+* :mod:`~masktok.masks.iou` — the batched I/U kernels (numpy, torch on any device, RLE).
 
 Runners (:mod:`~masktok.eval.runner`, :mod:`~masktok.eval.scene_runner`) read ground truth
 (:mod:`~masktok.eval.datasets`, :mod:`~masktok.eval.scene_datasets`) and prediction JSONL
@@ -24,14 +24,14 @@ from masktok.eval.caption_metrics import CaptionMetricsUnavailable, caption_metr
 from masktok.eval.coco import CocoEvalResult, coco_evaluate
 from masktok.eval.gcg import GCGMetrics, GCGSample, evaluate_gcg, greedy_matched_ious, image_miou, phrase_matches
 from masktok.eval.gres import GRESAccumulator, GRESMetrics, gres_metrics, gres_sample_scores
-from masktok.eval.iou import intersection_union, rle_iou_matrix, dense_iou_matrix
+from masktok.masks.iou import intersection_union, rle_iou_matrix, dense_iou_matrix
 from masktok.eval.ovseg import OVSegMetrics, SemSegConfusion, semantic_map_from_masks
 from masktok.eval.perception import MCQMetrics, multiple_choice_accuracy, parse_choice
 from masktok.eval.psg import PSGMetrics, SceneGraph, evaluate_psg, triplet_hits
 from masktok.eval.rec import RECMetrics, answer_box, box_iou, parse_boxes, rec_metrics
 from masktok.eval.recon import ReconMetrics, evaluate_reconstruction, reconstruction_ious
 from masktok.eval.res import RESAccumulator, RESMetrics, res_metrics
-from masktok.eval.text_similarity import (
+from masktok.words.phrase_similarity import (
     DEFAULT_TEXT_SIMILARITY,
     embedding_similarity,
     lexical_similarity,

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from masktok.eval.iou import encode_masks, union_rle
-from masktok.eval.scene_datasets import normalize_class_name
+from masktok.masks.iou import encode_masks, union_rle
+from masktok.annotations.class_names import normalize_class_name
 
 PHRASE_START = "<|object_ref_start|>"
 PHRASE_END = "<|object_ref_end|>"

@@ -17,14 +17,14 @@ Every malformed record is a ``ValueError`` naming the file and the record.
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masktok.annotations.records import load_json
+from masktok.annotations.records import load_json, read_jsonl
+from masktok.annotations.refcoco import load_refs
 from masktok.eval.gcg import GCGSample
-from masktok.eval.iou import coco_rle
+from masktok.masks.iou import coco_rle
 from masktok.masks import polygons_to_rle
 
 
@@ -58,29 +58,6 @@ class ReferringSample:
                                  f"image is {(self.height, self.width)}")
         if self.no_target and self.masks:
             raise ValueError(f"sample {self.sample_id}: marked no-target but has {len(self.masks)} masks")
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles lists, dicts, strings and numbers only; any class or function is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise ValueError(f"refusing to unpickle {module}.{name}: refs files hold plain data only")
-
-
-def load_refs(path: str | Path) -> list[dict]:
-    """A refer-API refs file (pickle or JSON list) → its list of ref dicts."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"refs file not found: {path}")
-    if path.suffix in (".p", ".pkl", ".pickle"):
-        with path.open("rb") as f:
-            refs = _PlainUnpickler(f, encoding="utf-8").load()
-    else:
-        with path.open() as f:
-            refs = json.load(f)
-    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
-        raise ValueError(f"{path}: expected a list of ref records")
-    return refs
 
 
 class _CocoIndex:
@@ -182,26 +159,6 @@ def read_coco_referring(instances_path: str | Path, include_crowd: bool = False)
             height=int(img["height"]), width=int(img["width"]),
             sentence=coco.categories.get(ann.get("category_id"), ""), masks=[coco.mask(ann_id)],
             boxes=[[float(v) for v in ann["bbox"]]] if "bbox" in ann else []))
-    return out
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """A JSON-lines file → its records (blank lines skipped); bad JSON names the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {n}: invalid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}: line {n}: expected a JSON object")
-            out.append(rec)
     return out
 
 

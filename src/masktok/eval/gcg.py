@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from masktok.eval.coco import CocoEvalResult, coco_evaluate
-from masktok.eval.iou import check_rle_sizes, coco_rle, rle_areas, rle_iou_matrix
-from masktok.eval.text_similarity import DEFAULT_TEXT_SIMILARITY, TextSimilarity
+from masktok.masks.iou import check_rle_sizes, coco_rle, greedy_matched_ious, rle_areas, rle_iou_matrix
+from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, TextSimilarity
 
 
 @dataclass
@@ -57,17 +57,6 @@ class GCGSample:
                              f"{len(self.phrases)} phrases (each phrase needs exactly one mask)")
         self.masks = [coco_rle(m, f"image {self.image_id!r} mask {i}") for i, m in enumerate(self.masks)]
         check_rle_sizes(self.masks, (self.height, self.width), f"image {self.image_id!r} masks")
-
-
-def greedy_matched_ious(iou: np.ndarray) -> list[float]:
-    """GLaMM's one-to-one greedy matching on an (M, N) IoU matrix → the matched IoUs in order."""
-    work = np.array(iou, dtype=np.float64)
-    matched: list[float] = []
-    while work.size > 0 and work.max() > 0:
-        r, c = np.unravel_index(int(np.argmax(work)), work.shape)
-        matched.append(float(work[r, c]))
-        work = np.delete(np.delete(work, r, axis=0), c, axis=1)
-    return matched
 
 
 def image_miou(pred_masks: Sequence[dict], gt_masks: Sequence[dict]) -> float:

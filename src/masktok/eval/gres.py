@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from masktok.eval.iou import intersection_union, mask_areas
+from masktok.masks.iou import intersection_union, mask_areas
 from masktok.eval.res import threshold_name
 
 GRES_THRESHOLDS: tuple[float, ...] = (0.7, 0.8, 0.9)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from masktok.eval.iou import coco_rle, decode_rles, is_rle_list
+from masktok.masks.iou import coco_rle, decode_rles, is_rle_list
 
 UNLABELED = -1
 

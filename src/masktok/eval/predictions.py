@@ -20,8 +20,8 @@ from typing import Any
 from PIL import Image
 
 from masktok.eval.answers import DecodedAnswer, decode_answer
-from masktok.eval.datasets import read_jsonl
-from masktok.eval.iou import check_rle_sizes, coco_rle
+from masktok.annotations.records import read_jsonl
+from masktok.masks.iou import check_rle_sizes, coco_rle
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from masktok.eval.iou import check_rle_sizes, coco_rle, rle_iou_matrix
+from masktok.masks.iou import check_rle_sizes, coco_rle, rle_iou_matrix
 
 PSG_NUM_PREDICATES = 56
 PSG_KS: tuple[int, ...] = (20, 50, 100)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from masktok.eval.iou import coco_rle
+from masktok.masks.iou import coco_rle
 
 BOX_FORMATS: tuple[str, ...] = ("internvl", "qwen_norm", "qwen_abs", "pixels")
 REC_THRESHOLDS: tuple[float, ...] = (0.5, 0.7, 0.9)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from masktok.eval.iou import torch_intersection_union
+from masktok.masks.iou import torch_intersection_union
 from masktok.eval.res import res_sample_iou
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from masktok.eval.iou import intersection_union
+from masktok.masks.iou import intersection_union
 
 RES_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 

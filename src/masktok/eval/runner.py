@@ -22,7 +22,7 @@ from PIL import Image
 
 from masktok.eval.datasets import ReferringSample, load_referring
 from masktok.eval.gres import OUTCOMES, GRESAccumulator
-from masktok.eval.iou import decode_rles, union_rle
+from masktok.masks.iou import decode_rles, union_rle
 from masktok.eval.predictions import AnswerDecoder, MaskPrediction, check_coverage, index_records, record_masks
 from masktok.eval.rec import BOX_FORMATS, answer_box, box_iou, mask_box, rec_metrics, xywh_to_xyxy
 from masktok.eval.report import Overlay, write_report

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,29 +18,9 @@ from typing import Any
 import numpy as np
 
 from masktok.annotations.records import load_json
-from masktok.eval.iou import encode_masks
+from masktok.masks.iou import encode_masks
 from masktok.eval.psg import SceneGraph
 from masktok.masks import read_index_png, read_panoptic_png
-
-
-def normalize_class_name(name: str) -> str:
-    """How class names are compared with what a model wrote: lower case, ``-merged``/``-other``/
-    ``-stuff`` suffixes dropped, ``_``/``-``/``/`` as spaces, single spaces."""
-    text = name.strip().lower()
-    text = re.sub(r"-(merged|other|stuff)$", "", text)
-    text = re.sub(r"[_\-/]+", " ", text)
-    return " ".join(text.split())
-
-
-def class_index(names: list[str]) -> dict[str, int]:
-    """Normalised class name → index (ValueError when two names collide)."""
-    out: dict[str, int] = {}
-    for i, n in enumerate(names):
-        key = normalize_class_name(n)
-        if key in out:
-            raise ValueError(f"class names {names[out[key]]!r} and {n!r} collide after normalisation")
-        out[key] = i
-    return out
 
 
 @dataclass

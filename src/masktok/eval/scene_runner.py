@@ -15,7 +15,7 @@ from masktok.eval.answers import split_gcg_answer, split_psg_answer
 from masktok.eval.caption_metrics import CaptionMetricsUnavailable, caption_scores
 from masktok.eval.datasets import read_gcg_jsonl, read_glamm_gcg, read_mcq_jsonl
 from masktok.eval.gcg import GCGSample, evaluate_gcg
-from masktok.eval.iou import decode_rles, union_rle
+from masktok.masks.iou import decode_rles, union_rle
 from masktok.eval.ovseg import SemSegConfusion, semantic_map_from_masks
 from masktok.eval.perception import multiple_choice_accuracy, parse_choice
 from masktok.eval.predictions import AnswerDecoder, check_coverage, index_records, record_masks
@@ -23,14 +23,13 @@ from masktok.eval.psg import SceneGraph, evaluate_psg
 from masktok.eval.recon import evaluate_reconstruction
 from masktok.eval.report import Overlay
 from masktok.eval.runner import RunResult, finish, load_rgb, worst_indices
+from masktok.annotations.class_names import class_index, normalize_class_name
 from masktok.eval.scene_datasets import (
-    class_index,
-    normalize_class_name,
     read_openpsg,
     read_semseg_dir,
     read_semseg_json,
 )
-from masktok.eval.text_similarity import DEFAULT_TEXT_SIMILARITY, TextSimilarity
+from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, TextSimilarity
 
 
 def _decoder(tokenizer: Any, image_root: str | Path | None, lenient: bool) -> AnswerDecoder:

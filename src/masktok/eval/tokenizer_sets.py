@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pycocotools import mask as coco_mask
 
-from masktok.data.heldout_masks import EvalImage
+from masktok.data.mask_pools.heldout import EvalImage
 
 AREA_RANGES = (("small", 0, 32 ** 2), ("medium", 32 ** 2, 96 ** 2), ("large", 96 ** 2, float("inf")))
 

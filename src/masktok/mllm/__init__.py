@@ -12,7 +12,7 @@ from masktok.mllm.grounding import GroundedPhrase, SceneGraphRelation
 from masktok.mllm.results import ChatResult, MaskPrediction
 from masktok.mllm.streaming import AnswerDone, MaskReady, TextChunk
 from masktok.mllm.vocabulary import VocabularySurgery, add_mask_vocabulary, mask_token_ids
-from masktok.mllm.zoom import ZoomConfig, ZoomCrop, zoom_in
+from masktok.masks.zoom import ZoomConfig, ZoomCrop, zoom_in
 
 __all__ = [
     "AnswerDone", "ChatResult", "Conversation", "GenerationSettings", "GroundedPhrase",

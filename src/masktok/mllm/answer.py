@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from masktok.mllm.prompts import PHRASE_END, PHRASE_START
+from masktok.words.prompts import PHRASE_END, PHRASE_START
 from masktok.words import MaskSpan, MaskVocabulary, parse_mask_token_ids
 
 

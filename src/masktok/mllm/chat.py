@@ -27,10 +27,10 @@ from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor
 from masktok.mllm.conversation import Conversation, add_user_turn
 from masktok.mllm.grounding import align_phrases, parse_scene_graph
-from masktok.mllm.prompts import PHRASE_END, PHRASE_START
+from masktok.words.prompts import PHRASE_END, PHRASE_START
 from masktok.mllm.results import ChatResult, MaskPrediction
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
-from masktok.mllm.zoom import ZoomConfig
+from masktok.masks.zoom import ZoomConfig
 from masktok.words import MaskSpan
 
 

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from masktok.masks import as_mask_stack
-from masktok.mllm.prompts import MASK_PLACEHOLDER, MASK_SEPARATOR, ZOOM_IN_NOTE
-from masktok.mllm.zoom import ZoomConfig, needs_zoom, zoom_in
+from masktok.words.prompts import MASK_PLACEHOLDER, MASK_SEPARATOR, ZOOM_IN_NOTE
+from masktok.masks.zoom import ZoomConfig, needs_zoom, zoom_in
 
 
 @dataclass

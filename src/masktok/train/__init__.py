@@ -1,15 +1,15 @@
 """Training: the tokenizer trainer (both families), and recipes for the VLM stages.
 
 ``from masktok.train import TrainConfig, train_tokenizer`` — imported lazily, so lightweight
-modules of this package (e.g. ``masktok.train.rewards``) do not pull in the trainer.
+modules of this package (e.g. ``masktok.train.vlm.rewards``) do not pull in the trainer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_LAZY = {"TrainConfig": "tokenizer_trainer", "TrainResult": "tokenizer_trainer",
-         "train_tokenizer": "tokenizer_trainer"}
+_LAZY = {"TrainConfig": "tokenizer.trainer", "TrainResult": "tokenizer.trainer",
+         "train_tokenizer": "tokenizer.trainer"}
 
 __all__ = sorted(_LAZY)
 

@@ -16,7 +16,7 @@ himtok          refs or instances (single objects)                   :func:`buil
 
 Words come from a tokenizer on the fly (:class:`TokenizerWords`) or from a finished
 ``tokenize-dataset`` output (:class:`ParquetWords`); prompts and answers from
-:mod:`masktok.mllm.prompts`. Builds are deterministic given :attr:`BuildConfig.seed`.
+:mod:`masktok.words.prompts`. Builds are deterministic given :attr:`BuildConfig.seed`.
 """
 
 from masktok.data.sft.base import (

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masktok.mllm.zoom import ZoomConfig
+from masktok.masks.zoom import ZoomConfig
 
 POLICIES = ("error", "skip")
 

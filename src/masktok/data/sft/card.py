@@ -176,7 +176,7 @@ def render_sample(sample: SFTSample, vocabulary: Any, height: int = 320,
                   wrap: int = 110) -> Image.Image:
     """The sample's images with their masks overlaid, above its labelled conversation."""
     from masktok.masks import rles_to_masks
-    from masktok.mllm.render import render_masks
+    from masktok.masks.render import render_masks
 
     texts, per_image = _labelled_text(sample, vocabulary)
     tiles = []

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from masktok.data.readers import GroundedCaption
+from masktok.annotations.grandf import GroundedCaption
 from masktok.data.sft.base import BuildConfig, BuildResult, SampleMask, SFTSample, Turn
 from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available
-from masktok.mllm.prompts import build_answer, build_prompt
+from masktok.words.prompts import build_answer, build_prompt
 
 TASK = "gcg"
 STYLES = ("detailed", "brief")

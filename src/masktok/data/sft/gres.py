@@ -19,7 +19,7 @@ from masktok.data.sft.base import (
 )
 from masktok.data.sft.mask_words import format_words, image_available
 from masktok.data.sft.refs import RefImage
-from masktok.mllm.prompts import build_answer, build_prompt, join_masks
+from masktok.words.prompts import build_answer, build_prompt, join_masks
 
 TASK = "gres"
 

@@ -31,7 +31,7 @@ from masktok.data.sft.base import BuildConfig, BuildResult, SampleMask, SFTSampl
 from masktok.data.sft.instance import InstanceImage, category_name
 from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available
 from masktok.masks import rle_to_mask
-from masktok.mllm.prompts import build_answer, build_prompt, format_box, format_points
+from masktok.words.prompts import build_answer, build_prompt, format_box, format_points
 
 TASK = "himtok"
 FORMATS = ("segment", "mask_then_box", "box_to_mask", "point_to_mask", "token_length", "box")

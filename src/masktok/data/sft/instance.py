@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from masktok.annotations import ImageAnnotations, Instance
-from masktok.data.shards import DatasetSource, source_images
+from masktok.data.tokenize.shards import DatasetSource, source_images
 from masktok.data.sft.base import (
     BuildConfig,
     BuildResult,
@@ -22,7 +22,7 @@ from masktok.data.sft.base import (
     sample_rng,
 )
 from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available
-from masktok.mllm.prompts import build_answer, build_prompt, join_masks
+from masktok.words.prompts import build_answer, build_prompt, join_masks
 
 TASK = "instance"
 

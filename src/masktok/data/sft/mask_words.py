@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from masktok.annotations import ImageAnnotations
-from masktok.data.shards import LoadedImage, pyarrow_module
-from masktok.data.tokenize_dataset import MANIFEST, SUCCESS, needs_image
+from masktok.data.tokenize.shards import LoadedImage, pyarrow_module
+from masktok.data.tokenize.pipeline import MANIFEST, SUCCESS, needs_image
 from masktok.masks import rles_to_masks
 
 
@@ -170,7 +170,7 @@ def format_words(codes: Sequence[int], vocabulary: Any) -> str:
 def image_available(entry: ImageEntry, policy: str, result: Any) -> bool:
     """Whether ``entry``'s file exists; a missing one raises under ``"error"``, or is counted in
     ``result`` (a :class:`~masktok.data.sft.base.BuildResult`) under ``"skip"``."""
-    from masktok.data.shards import MissingImageError
+    from masktok.data.tokenize.shards import MissingImageError
 
     if entry.exists():
         return True

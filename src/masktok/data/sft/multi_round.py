@@ -24,7 +24,7 @@ from masktok.data.sft.base import (
 )
 from masktok.data.sft.instance import InstanceImage, category_name
 from masktok.data.sft.mask_words import format_words, image_available
-from masktok.mllm.prompts import build_prompt, join_masks, prompt_templates, template_fields
+from masktok.words.prompts import build_prompt, join_masks, prompt_templates, template_fields
 
 TASK = "multi_round"
 ADJACENT_MARGIN = 0.05

@@ -12,7 +12,7 @@ from typing import Any
 
 from masktok.data.sft.base import BuildConfig, BuildResult, SampleMask, SFTSample, Turn
 from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available
-from masktok.mllm.prompts import build_answer, build_prompt
+from masktok.words.prompts import build_answer, build_prompt
 
 TASK = "psg"
 
@@ -22,10 +22,10 @@ def build_psg(dataset: Any, images_dir: str | Path, words: Any,
     """An OpenPSG dataset (:func:`masktok.eval.scene_datasets.read_openpsg`) → PSG samples.
 
     Class names are written as the evaluation compares them
-    (:func:`~masktok.eval.scene_datasets.normalize_class_name`: ``-merged``/``-other``/``-stuff``
+    (:func:`~masktok.annotations.class_names.normalize_class_name`: ``-merged``/``-other``/``-stuff``
     dropped, separators as spaces). Images without relations are counted and left out.
     """
-    from masktok.eval.scene_datasets import normalize_class_name
+    from masktok.annotations.class_names import normalize_class_name
 
     classes = [normalize_class_name(c) for c in dataset.object_classes]
     result = BuildResult(TASK, [])

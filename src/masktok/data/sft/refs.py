@@ -1,7 +1,7 @@
 """Referring expressions (RefCOCO/+/g refs, gRefCOCO grefs) joined with their COCO instances.
 
 The refs file is read with the evaluation suite's refer-API loader
-(:func:`masktok.eval.datasets.load_refs`: pickle of plain containers or JSON); the instances with
+(:func:`masktok.annotations.refcoco.load_refs`: pickle of plain containers or JSON); the instances with
 :func:`masktok.annotations.read_coco_instances`, so every mask keeps its annotation id (builders
 can then take its words from a ``tokenize-dataset`` Parquet).
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from masktok.annotations import ImageAnnotations, Instance, read_coco_instances
+from masktok.annotations.refcoco import load_refs
 from masktok.data.sft.mask_words import ImageEntry, MaskRef
 
 
@@ -63,8 +64,6 @@ def read_refs(refs_path: str | Path, instances_path: str | Path, images_dir: str
             annotation id, an annotation of another image, a sentence without text, a no-target
             ref in a non-generalized file, or no sentence at all.
     """
-    from masktok.eval.datasets import load_refs
-
     path = Path(refs_path)
     refs = load_refs(path)
     if generalized is None:

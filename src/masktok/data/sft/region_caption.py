@@ -12,7 +12,7 @@ from typing import Any
 from masktok.data.sft.base import BuildConfig, BuildResult, SampleMask, SFTSample, Turn, sample_rng
 from masktok.data.sft.mask_words import format_words, image_available
 from masktok.data.sft.regions import Region, zoom_view
-from masktok.mllm.prompts import build_prompt, fill, prompt_templates
+from masktok.words.prompts import build_prompt, fill, prompt_templates
 
 TASK = "region_caption"
 

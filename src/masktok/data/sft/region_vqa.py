@@ -14,7 +14,7 @@ from typing import Any
 from masktok.data.sft.base import BuildConfig, BuildResult, SampleMask, SFTSample, Turn
 from masktok.data.sft.mask_words import format_words, image_available
 from masktok.data.sft.regions import Region, zoom_note, zoom_view
-from masktok.mllm.prompts import MASK_PLACEHOLDER, MASK_SEPARATOR, build_prompt
+from masktok.words.prompts import MASK_PLACEHOLDER, MASK_SEPARATOR, build_prompt
 
 TASK = "region_vqa"
 

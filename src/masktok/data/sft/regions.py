@@ -2,7 +2,7 @@
 
 * :class:`Region` records: masks of one image with the texts about them, read from refs or from
   masktok's region JSONL (:func:`read_region_jsonl`).
-* :func:`zoom_view`: the zoom-in crop of a small region (DESIGN §6, :mod:`masktok.mllm.zoom`),
+* :func:`zoom_view`: the zoom-in crop of a small region (DESIGN §6, :mod:`masktok.masks.zoom`),
   written to ``crops_dir`` with its own mask words, and the note that introduces it — the same
   layout the chat pipeline uses at inference (:func:`masktok.mllm.conversation.add_user_turn`).
 
@@ -52,7 +52,7 @@ def read_region_jsonl(path: str | Path, images_dir: str | Path) -> list[Region]:
         ValueError: naming the line: missing fields, masks of the wrong size, an annotation-id
             list of another length, a record with neither ``caption`` nor ``qa``, duplicate ids.
     """
-    from masktok.eval.datasets import read_jsonl
+    from masktok.annotations.records import read_jsonl
 
     out, seen = [], set()
     for n, rec in enumerate(read_jsonl(path), 1):
@@ -112,7 +112,7 @@ def zoom_view(entry: ImageEntry, mask: MaskRef, words_source: Any, config: Build
     Raises:
         ValueError: a crop is needed but ``config.crops_dir`` is not set.
     """
-    from masktok.mllm.zoom import needs_zoom, zoom_in
+    from masktok.masks.zoom import needs_zoom, zoom_in
 
     if config.zoom is None:
         return None
@@ -132,7 +132,7 @@ def zoom_view(entry: ImageEntry, mask: MaskRef, words_source: Any, config: Build
 
 def zoom_note(image_number: int, mask_words: str, view: ZoomView) -> str:
     """The sentence that introduces a crop (images count from 1)."""
-    from masktok.mllm.prompts import ZOOM_IN_NOTE
+    from masktok.words.prompts import ZOOM_IN_NOTE
 
     return ZOOM_IN_NOTE.format(image_number=image_number, mask=mask_words, zoom_mask=view.words)
 

@@ -10,7 +10,7 @@ from typing import Any
 from masktok.data.sft.base import BuildConfig, BuildResult, SampleMask, SFTSample, Turn, sample_rng
 from masktok.data.sft.mask_words import format_words, image_available
 from masktok.data.sft.refs import RefImage
-from masktok.mllm.prompts import build_answer, build_prompt
+from masktok.words.prompts import build_answer, build_prompt
 
 TASK = "res"
 

@@ -17,7 +17,7 @@ from masktok.demo.feedback import error_status, info_status, ok_status, warn
 from masktok.demo.highlight import MarkedSpan, highlighted_text, span_labels
 from masktok.demo.inputs import DemoInputError, editor_image, editor_masks, editor_value, read_image_file
 from masktok.demo.models import DemoModels
-from masktok.mllm.render import render_masks
+from masktok.masks.render import render_masks
 
 MASK_PLACEHOLDER = "<mask>"
 FILE_BOX_HEIGHT = 110

@@ -19,7 +19,7 @@ from masktok.demo.feedback import error_status, info_status, ok_status, warn
 from masktok.demo.highlight import MarkedSpan, highlighted_text
 from masktok.demo.inputs import DemoInputError, read_image_file
 from masktok.demo.models import DemoModels, tokenizer_image
-from masktok.mllm.render import render_masks
+from masktok.masks.render import render_masks
 from masktok.words import (HIMTOK_VOCABULARY, SAMTOK_VOCABULARY, MaskSpan, MaskVocabulary,
                            SpanStatus, format_short, parse_mask_words)
 

@@ -19,7 +19,7 @@ from masktok.demo.feedback import error_status, ok_status, warn
 from masktok.demo.inputs import (DemoInputError, check_mask_size, check_not_empty, editor_image,
                                  editor_masks, editor_value, read_image_file, read_mask_file)
 from masktok.demo.models import DemoModels, tokenizer_image
-from masktok.eval.iou import dense_intersection_union, iou_from_counts
+from masktok.masks.iou import dense_intersection_union, iou_from_counts
 from masktok.eval.report import Overlay, render_overlay
 from masktok.words import format_mask_words, format_short
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from masktok.data.augment import MaskAugmentConfig
-from masktok.data.mask_datasets import MaskPool, load_sources
-from masktok.train.distributed import DistributedContext
-from masktok.train.mask_sampler import MaskMixConfig, MixedMaskSampler
-from masktok.train.objectives import HiMTokObjective
-from masktok.train.validation import himtok_reconstruction_miou
+from masktok.masks.augment import MaskAugmentConfig
+from masktok.data.mask_pools.sources import MaskPool, load_sources
+from masktok.train.tokenizer.distributed import DistributedContext
+from masktok.train.tokenizer.mask_sampler import MaskMixConfig, MixedMaskSampler
+from masktok.train.tokenizer.objectives import HiMTokObjective
+from masktok.train.tokenizer.validation import himtok_reconstruction_miou
 
 
 def build_pool(sources: tuple[str, ...], packed: tuple[str, ...], max_side: int, device: torch.device,

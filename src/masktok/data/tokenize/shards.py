@@ -43,7 +43,7 @@ from masktok.annotations import (
     read_coco_panoptic,
     read_yolo_seg,
 )
-from masktok.data.readers import read_sa1b_json, read_sa1b_tar_member, sa1b_tar_members
+from masktok.annotations.sa1b import read_sa1b_json, read_sa1b_tar_member, sa1b_tar_members
 
 SOURCE_KINDS = ("coco", "panoptic", "refs", "yolo", "sa1b", "sa1b-tar")
 
@@ -238,7 +238,7 @@ class ShardPlan:
 
 
 def _refs_items(source: DatasetSource) -> list[ShardImage]:
-    from masktok.eval.datasets import load_refs  # the refer-API reader of the eval suite
+    from masktok.annotations.refcoco import load_refs
 
     assert source.annotations is not None and source.images is not None
     referred: set[Any] = set()

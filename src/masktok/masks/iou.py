@@ -266,3 +266,14 @@ def mask_areas(masks: Any) -> np.ndarray:
             np.zeros(0, dtype=np.int64)
     masks = _cpu_numpy(masks)
     return np.array([np.count_nonzero(m) for m in masks], dtype=np.int64)
+
+
+def greedy_matched_ious(iou: np.ndarray) -> list[float]:
+    """GLaMM's one-to-one greedy matching on an (M, N) IoU matrix → the matched IoUs in order."""
+    work = np.array(iou, dtype=np.float64)
+    matched: list[float] = []
+    while work.size > 0 and work.max() > 0:
+        r, c = np.unravel_index(int(np.argmax(work)), work.shape)
+        matched.append(float(work[r, c]))
+        work = np.delete(np.delete(work, r, axis=0), c, axis=1)
+    return matched

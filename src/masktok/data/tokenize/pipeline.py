@@ -1,14 +1,14 @@
 """Dataset-scale tokenization: every mask of a dataset → codes and mask words, one Parquet per shard.
 
-    from masktok.data.shards import DatasetSource
-    from masktok.data.tokenize_dataset import TokenizeConfig, tokenize_dataset
+    from masktok.data.tokenize.shards import DatasetSource
+    from masktok.data.tokenize.pipeline import TokenizeConfig, tokenize_dataset
     source = DatasetSource("coco", annotations="instances_val2017.json", images="val2017/")
     report = tokenize_dataset(source, tokenizer, TokenizeConfig(output_dir="out/"))
 
 Output folder::
 
     _manifest.json          source, shard plan, vocabulary and options (a re-run must match it)
-    part-00000.parquet      one per input shard (columns: :func:`~masktok.data.shards.parquet_schema`)
+    part-00000.parquet      one per input shard (columns: :func:`~masktok.data.tokenize.shards.parquet_schema`)
     …
     _codebook_usage.json    per-position code usage over the whole output
     _SUCCESS                written last, once every shard is present
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from masktok.data.shards import (  # CodebookUsage, codebook_usage, usage_table: re-exported
+from masktok.data.tokenize.shards import (  # CodebookUsage, codebook_usage, usage_table: re-exported
     FORMAT_VERSION,
     CodebookUsage,
     DatasetSource,
@@ -54,7 +54,7 @@ from masktok.data.shards import (  # CodebookUsage, codebook_usage, usage_table:
     vocabulary_fields,
     write_shard,
 )
-from masktok.data.tokenize_loader import LoadedImageItem, load_images
+from masktok.data.tokenize.loader import LoadedImageItem, load_images
 from masktok.masks import BitMasks
 
 log = logging.getLogger(__name__)

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from masktok.annotations.records import AnnotationError
-from masktok.data.mask_datasets import MaskRecord, load_sources, read_image
-from masktok.train.distributed import DistributedContext
-from masktok.train.mask_sampler import step_seed
-from masktok.train.objectives import point_sampled_mask_loss
-from masktok.train.validation import mask_iou
+from masktok.data.mask_pools.sources import MaskRecord, load_sources, read_image
+from masktok.train.tokenizer.distributed import DistributedContext
+from masktok.train.tokenizer.mask_sampler import step_seed
+from masktok.train.tokenizer.objectives import point_sampled_mask_loss
+from masktok.train.tokenizer.validation import mask_iou
 
 FROZEN_PREFIXES = ("sam2.vision_encoder.", "sam2.prompt_encoder.", "sam2.shared_image_embedding.",
                    "sam2.no_memory_embedding", "sam2.mask_decoder.iou_prediction_head.",

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from masktok.data.shards import MissingImageError, ShardImage
+from masktok.data.tokenize.shards import MissingImageError, ShardImage
 from masktok.masks import BitMasks, rles_to_masks
 
 if TYPE_CHECKING:
-    from masktok.data.tokenize_dataset import TokenizeConfig
+    from masktok.data.tokenize.pipeline import TokenizeConfig
 
 
 @dataclass

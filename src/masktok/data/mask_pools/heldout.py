@@ -117,7 +117,7 @@ def coco2017_image_ids(root: Path) -> set[int]:
 
 
 def training_sources(root: Path) -> list[str]:
-    """Source specs (:func:`masktok.data.mask_datasets.load_source`) of the training masks; the
+    """Source specs (:func:`masktok.data.mask_pools.sources.load_source`) of the training masks; the
     COCO 2017 ones must be filtered by :func:`is_held_out` and the coco128 ones by image id
     (``scripts/pack_training_masks.py``)."""
     return [f"coco:{path},crowd=include" for path in coco2017_files(root)] + [

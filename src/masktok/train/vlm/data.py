@@ -15,7 +15,7 @@ from ``image_root`` (default: the working directory, where the builders write pa
   PIL on access) for :class:`AssistantTurnCollator` and TRL's ``SFTTrainer``;
 * :func:`load_grpo_dataset` → ``prompt`` (every message before the last assistant turn),
   ``images`` and ``solution`` (the last assistant text: the ground truth of the rewards), the
-  columns TRL's ``GRPOTrainer`` and :class:`masktok.train.rewards.TRLReward` read;
+  columns TRL's ``GRPOTrainer`` and :class:`masktok.train.vlm.rewards.TRLReward` read;
 * :class:`AssistantTurnCollator` → batches whose labels cover every assistant turn (its
   end-of-turn token included) and nothing else, for any chat template whose rendering of a
   conversation prefix is a prefix of the whole rendering (Qwen's are).

@@ -16,7 +16,7 @@ so any problem met later (undecodable RLE, empty mask) is reported with both. So
 For training, the masks are packed (:func:`pack_masks`) into one compressed ``.npz`` of bit-packed
 arrays (downscaled so the long side is ≤ ``max_side``), which :class:`MaskPool` loads onto the
 training device in one go; synthetic masks are mixed in by the sampler
-(:mod:`masktok.train.mask_sampler`).
+(:mod:`masktok.train.tokenizer.mask_sampler`).
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ def mask_png_records(path: str | Path, threshold: int = 127) -> list[MaskRecord]
 
 def _sa1b_document(data: Any, source: str, image_path: str | None) -> list[MaskRecord]:
     """Records of one SA-1B per-image document ``{"image": {...}, "annotations": [...]}``, validated
-    by :func:`masktok.data.readers.parse_sa1b_record` (errors name the source and annotation)."""
-    from masktok.data.readers import parse_sa1b_record
+    by :func:`masktok.annotations.sa1b.parse_sa1b_record` (errors name the source and annotation)."""
+    from masktok.annotations.sa1b import parse_sa1b_record
 
     parsed = parse_sa1b_record(data, source)
     return [MaskRecord(source=source, record=f"annotation #{i} id={inst.id}", height=parsed.height,

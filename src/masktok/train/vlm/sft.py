@@ -1,7 +1,7 @@
 """Supervised fine-tuning of a vision-language model on mask words: a thin recipe on TRL.
 
-    from masktok.train.recipe_config import ModelSettings, SFTRecipe, TrainSettings
-    from masktok.train.sft import run_sft
+    from masktok.train.vlm.config import ModelSettings, SFTRecipe, TrainSettings
+    from masktok.train.vlm.sft import run_sft
 
     result = run_sft(SFTRecipe(
         model=ModelSettings("Qwen2.5-VL-3B-SAMTok", vocabulary="samtok"),
@@ -13,9 +13,9 @@ Face folder; the mask words are added when asked (:func:`masktok.mllm.add_mask_v
 the vision tower is frozen while the projector and the language model train (or, with LoRA, a
 LoRA adapter on the language model's linear layers plus the input embedding and LM head,
 for the new words); the loss covers every assistant turn
-(:class:`~masktok.train.vlm_data.AssistantTurnCollator`); bf16 autocast runs on CUDA; TRL's
+(:class:`~masktok.train.vlm.data.AssistantTurnCollator`); bf16 autocast runs on CUDA; TRL's
 ``SFTTrainer`` does the rest, so DDP and FSDP come from ``torchrun`` / ``accelerate launch``
-(see ``docs/recipes.md``). The model preparation here is shared with :mod:`masktok.train.grpo`.
+(see ``docs/recipes.md``). The model preparation here is shared with :mod:`masktok.train.vlm.grpo`.
 
 Outputs: ``output_dir/checkpoint-*``, ``output_dir/final/`` (model + processor, LoRA merged,
 and the source folder's mask tokenizer when it has one, so ``masktok chat`` loads it) and
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from masktok.train.recipe_config import LoraSettings, ModelSettings, SFTRecipe, TrainSettings
+from masktok.train.vlm.config import LoraSettings, ModelSettings, SFTRecipe, TrainSettings
 from masktok.words import HIMTOK_VOCABULARY, SAMTOK_VOCABULARY, MaskVocabulary
 
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
@@ -308,7 +308,7 @@ def build_sft_trainer(recipe: SFTRecipe, *, model: Any = None, processor: Any = 
     the recipe would load."""
     from trl import SFTConfig, SFTTrainer
 
-    from masktok.train.vlm_data import AssistantTurnCollator, load_sft_dataset
+    from masktok.train.vlm.data import AssistantTurnCollator, load_sft_dataset
 
     model, processor, _, _, peft_config = prepare_model(recipe.model, model, processor)
     if train_dataset is None:

@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from masktok.eval.gcg import greedy_matched_ious
-from masktok.eval.iou import dense_iou_matrix
-from masktok.eval.text_similarity import TextSimilarity, lexical_similarity
+from masktok.masks.iou import dense_iou_matrix, greedy_matched_ious
+from masktok.words.phrase_similarity import TextSimilarity, lexical_similarity
 from masktok.words import (
     HIMTOK_VOCABULARY,
     SAMTOK_VOCABULARY,

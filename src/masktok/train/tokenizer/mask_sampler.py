@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from masktok.data.augment import MaskAugmentConfig, apply_augment, sample_augment_params
-from masktok.data.mask_datasets import MaskPool
-from masktok.data.synthetic_masks import SyntheticMaskConfig, generate_synthetic_masks
+from masktok.masks.augment import MaskAugmentConfig, apply_augment, sample_augment_params
+from masktok.data.mask_pools.sources import MaskPool
+from masktok.data.mask_pools.synthetic import SyntheticMaskConfig, generate_synthetic_masks
 from masktok.tokenizers.himtok.box_frame import BOX_ROUNDINGS, crop_box_frames, tight_boxes
 
 _MIX = 0x9E3779B97F4A7C15

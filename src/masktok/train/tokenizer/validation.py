@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from masktok.data.augment import apply_augment, identity_params
-from masktok.data.mask_datasets import MaskPool
+from masktok.masks.augment import apply_augment, identity_params
+from masktok.data.mask_pools.sources import MaskPool
 
 
 def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -1,7 +1,7 @@
 """GRPO on mask generation with SAMTok's textual answer-matching reward: a thin recipe on TRL.
 
-    from masktok.train.grpo import run_grpo
-    from masktok.train.recipe_config import GRPORecipe, ModelSettings, TrainSettings
+    from masktok.train.vlm.grpo import run_grpo
+    from masktok.train.vlm.config import GRPORecipe, ModelSettings, TrainSettings
 
     result = run_grpo(GRPORecipe(
         model=ModelSettings("runs/sft/final"),
@@ -11,9 +11,9 @@
 Each conversation of the SFT JSONL becomes a prompt (every message before its last assistant
 turn, with its images) and a ground truth (that turn's text); TRL's ``GRPOTrainer`` samples
 ``num_generations`` completions per prompt and scores them with
-:class:`masktok.train.rewards.TRLReward` — exact code tuples / max(#predicted, #ground truth), no
+:class:`masktok.train.vlm.rewards.TRLReward` — exact code tuples / max(#predicted, #ground truth), no
 mask decoding — optionally mixed with the format reward. Model preparation (mask words, frozen
-vision tower, LoRA) is the SFT recipe's (:func:`masktok.train.sft.prepare_model`).
+vision tower, LoRA) is the SFT recipe's (:func:`masktok.train.vlm.sft.prepare_model`).
 
 Constrained rollouts: TRL 1.16 builds its ``GenerationConfig`` from ``generation_kwargs`` and
 offers no way to hand ``generate`` a ``LogitsProcessor``, so :class:`MaskGRPOTrainer` (a minimal
@@ -28,15 +28,15 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from masktok.train.recipe_config import GRPORecipe
-from masktok.train.rewards import TRLReward
-from masktok.train.sft import RecipeResult, export_final, prepare_model, trainer_arguments
+from masktok.train.vlm.config import GRPORecipe
+from masktok.train.vlm.rewards import TRLReward
+from masktok.train.vlm.sft import RecipeResult, export_final, prepare_model, trainer_arguments
 from masktok.words import MaskVocabulary
 
 try:  # the [train] extra; the import error names it when missing
     from trl import GRPOTrainer
 except ImportError as _error:  # pragma: no cover - exercised only without the extra
-    raise ImportError("masktok.train.grpo needs TRL: pip install 'masktok[train]'") from _error
+    raise ImportError("masktok.train.vlm.grpo needs TRL: pip install 'masktok[train]'") from _error
 
 
 Processors = Sequence[Any] | Callable[[int], Sequence[Any]]
@@ -147,7 +147,7 @@ def build_grpo_trainer(recipe: GRPORecipe, *, model: Any = None, processor: Any 
     override what the recipe would load."""
     from trl import GRPOConfig
 
-    from masktok.train.vlm_data import load_grpo_dataset
+    from masktok.train.vlm.data import load_grpo_dataset
 
     model, processor, vocab, _, peft_config = prepare_model(recipe.model, model, processor)
     if train_dataset is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from masktok.mllm.zoom import ZoomConfig, box_area_ratio, needs_zoom, zoom_in, zoom_window
+from masktok.masks.zoom import ZoomConfig, box_area_ratio, needs_zoom, zoom_in, zoom_window
 from mllm_fixtures import box_mask
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from masktok.mllm import prompts as P
+from masktok.words import prompts as P
 
 MASK = "<|mt_start|><|mt_0011|><|mt_0347|><|mt_end|>"
 

@@ -26,16 +26,16 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from masktok.train import checkpointing as ckpt
-from masktok.train.distributed import (
+from masktok.train.tokenizer import checkpointing as ckpt
+from masktok.train.tokenizer.distributed import (
     DistributedContext,
     all_reduce_mean,
     barrier,
     cleanup_distributed,
     init_distributed,
 )
-from masktok.train.logging import MetricsLogger
-from masktok.train.mask_sampler import step_seed
+from masktok.train.tokenizer.logging import MetricsLogger
+from masktok.train.tokenizer.mask_sampler import step_seed
 
 FAMILIES = ("himtok", "samtok")
 
@@ -54,8 +54,8 @@ class TrainConfig:
         family: "himtok" or "samtok".
         model: a config name (HiMTok: ``masktok-s`` …; SAMTok: see its configs) or a tokenizer folder.
         init_from: start from these weights (a tokenizer folder / checkpoint) instead of random.
-        data: annotation source specs (:func:`masktok.data.mask_datasets.parse_source`).
-        packed: packed mask files (:func:`masktok.data.mask_datasets.pack_masks`).
+        data: annotation source specs (:func:`masktok.data.mask_pools.sources.parse_source`).
+        packed: packed mask files (:func:`masktok.data.mask_pools.sources.pack_masks`).
         val_data, val_packed: held-out masks for the validation pass.
         val_max_masks: use at most this many validation masks (0: all).
         synthetic_fraction: share of synthetic masks per batch (HiMTok).
@@ -70,7 +70,7 @@ class TrainConfig:
         level_sigma_scale: HiMTok: scale of the partial levels' target blur (1: official schedule).
         box_scale_prob, box_scale_max: HiMTok box-first models with outward boxes: probability and
             largest factor of a coarser box grid (masks as small parts of larger images; see
-            :mod:`masktok.train.mask_sampler`).
+            :mod:`masktok.train.tokenizer.mask_sampler`).
         dead_code_threshold: SAMTok: EMA count under which a code is restarted (official: 1.0,
             tuned for a global batch of 1024 masks, ~4 per code and step; small batches need it
             scaled down by about batch masks / 1024, or almost every code restarts every step).
@@ -203,10 +203,10 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
 
 def build_recipe(config: TrainConfig, ctx: DistributedContext):
     if config.family == "himtok":
-        from masktok.train.himtok_recipe import HiMTokRecipe
+        from masktok.train.tokenizer.himtok import HiMTokRecipe
 
         return HiMTokRecipe(config, ctx)
-    from masktok.train.samtok_recipe import SAMTokRecipe
+    from masktok.train.tokenizer.samtok import SAMTokRecipe
 
     return SAMTokRecipe(config, ctx)
 
