@@ -20,42 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from pathlib import Path
 
-from masktok.data.mask_pools.heldout import (
-    coco2017_files,
-    coco2017_image_ids,
-    is_held_out,
-    training_sources,
-    val2014_image_ids,
-)
-from masktok.data.mask_pools.sources import MaskRecord, coco_instance_records, load_source, pack_masks
-
-
-def _image_id(record: MaskRecord) -> str:
-    return record.image_key.rsplit(":", 1)[1]
-
-
-def training_records(root: Path) -> tuple[list[MaskRecord], dict[str, int]]:
-    """The training masks and how many each source gave."""
-    elsewhere = {str(i) for i in coco2017_image_ids(root) | val2014_image_ids(root)}
-    records, counts = [], Counter()
-    for spec in training_sources(root):
-        kind = spec.split(":", 1)[0]
-        found = load_source(spec)
-        if kind == "coco":
-            found = [r for r in found if not is_held_out(int(_image_id(r)))]
-        elif kind == "yolo":  # coco128 images in the COCO 2017 files come from there; val2014 ones stay out
-            found = [r for r in found if str(int(Path(_image_id(r)).name)) not in elsewhere]
-        counts[f"{kind}:{Path(spec.split(':', 1)[1].split(',')[0]).name}"] += len(found)
-        records.extend(found)
-    return records, dict(counts)
-
-
-def heldout_records(root: Path) -> list[MaskRecord]:
-    return [r for path in coco2017_files(root) for r in coco_instance_records(path, include_crowd=True)
-            if is_held_out(int(_image_id(r)))]
+from masktok.data.mask_pools.heldout import heldout_records, training_records
+from masktok.data.mask_pools.sources import load_source, pack_masks
 
 
 def main() -> None:

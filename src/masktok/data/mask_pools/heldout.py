@@ -129,6 +129,38 @@ def training_sources(root: Path) -> list[str]:
     ]
 
 
+def _image_id(record) -> str:
+    return record.image_key.rsplit(":", 1)[1]
+
+
+def training_records(root: Path) -> tuple[list, dict[str, int]]:
+    """The training masks (:class:`~masktok.data.mask_pools.sources.MaskRecord` list) of
+    :func:`training_sources`, filtered as the module docstring says, and how many each source gave."""
+    from masktok.data.mask_pools.sources import load_source
+
+    elsewhere = {str(i) for i in coco2017_image_ids(root) | val2014_image_ids(root)}
+    records, counts = [], {}
+    for spec in training_sources(root):
+        kind = spec.split(":", 1)[0]
+        found = load_source(spec)
+        if kind == "coco":
+            found = [r for r in found if not is_held_out(int(_image_id(r)))]
+        elif kind == "yolo":  # coco128 images in the COCO 2017 files come from there; val2014 ones stay out
+            found = [r for r in found if str(int(Path(_image_id(r)).name)) not in elsewhere]
+        name = f"{kind}:{Path(spec.split(':', 1)[1].split(',')[0]).name}"
+        counts[name] = counts.get(name, 0) + len(found)
+        records.extend(found)
+    return records, counts
+
+
+def heldout_records(root: Path) -> list:
+    """Every mask of the held-out COCO 2017 images (crowd included), as mask records."""
+    from masktok.data.mask_pools.sources import coco_instance_records
+
+    return [r for path in coco2017_files(root) for r in coco_instance_records(path, include_crowd=True)
+            if is_held_out(int(_image_id(r)))]
+
+
 def _raw_polygons(path: Path) -> dict[int, tuple[int, int, list]]:
     """annotation id → (image id, category id, polygons) for polygon annotations (crowd RLEs left out)."""
     data = load_json(path)
