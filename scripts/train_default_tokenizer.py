@@ -9,6 +9,14 @@ thrown away), then sets the number of steps so that the real run ends within the
 writes the choice to ``RUN_DIR/plan.json``. ``--steps N`` skips the probe. The trained model is
 exported to ``RUN_DIR/final`` (fp16) and validated on the held-out COCO 2017 masks
 (``val_coco2017_heldout.npz``). Runs on the GPU when there is one.
+
+The shipped masktok-box-v2 is two runs of this script (see its MODEL_CARD.md):
+
+    python scripts/train_default_tokenizer.py --pack runs/pack --run-dir runs/v2a --minutes 5 \
+        --init-from src/masktok/assets/tokenizers/masktok-box-v1 --batch-size 384 --lr 5e-4
+    python scripts/train_default_tokenizer.py --pack runs/pack --run-dir runs/v2b --minutes 2.2 \
+        --init-from runs/v2a/final --batch-size 384 --lr 3e-4 --warmup-fraction 0.05 --sigma-scale 0.5 \
+        --probe-steps 60 --reserve-seconds 20
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ import json
 import shutil
 import time
 from pathlib import Path
+
+import torch
 
 from masktok.train import TrainConfig, train_tokenizer
 
@@ -34,6 +44,18 @@ def build_config(args: argparse.Namespace, steps: int, run_dir: Path, minutes: f
         keep_checkpoints=1, log_every=args.log_every, val_every=0, progress=False, time_limit_min=minutes,
         export_dtype="float16",
     )
+
+
+def init_folder(source: Path, model: str, out: Path) -> Path:
+    """The weights of the tokenizer folder ``source`` in a model of config ``model`` (e.g. v1's
+    weights in masktok-box-v2, which differs only in its box rounding), saved to ``out``."""
+    from masktok.tokenizers.himtok import HiMTok, HiMTokModel, get_config
+
+    weights = HiMTok.from_pretrained(source, dtype=torch.float32).model.state_dict()
+    target = HiMTokModel(get_config(model))
+    target.load_state_dict(weights, strict=True)
+    HiMTok(target, dtype=torch.float32).save_pretrained(out)
+    return out
 
 
 def seconds_per_step(run_dir: Path) -> float:
@@ -56,7 +78,9 @@ def main() -> None:
     parser.add_argument("--reserve-seconds", type=float, default=40.0,
                         help="budget kept for the final validation and export")
     parser.add_argument("--model", default="masktok-box-v2")
-    parser.add_argument("--init-from", default=None, help="start from this tokenizer folder")
+    parser.add_argument("--init-from", default=None,
+                        help="start from the weights of this tokenizer folder (same architecture as --model; "
+                             "its box rounding and name are replaced by --model's)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-fraction", type=float, default=0.02)
@@ -73,6 +97,8 @@ def main() -> None:
 
     started = time.monotonic()
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    if args.init_from:
+        args.init_from = str(init_folder(Path(args.init_from), args.model, args.run_dir / "init"))
     steps = args.steps
     plan: dict = {"minutes": args.minutes}
     if not steps:
