@@ -93,7 +93,8 @@ def test_tile_rles_equal_the_full_mask_rles():
     gen = torch.Generator().manual_seed(3)
     for _ in range(150):
         height, width = (int(v) for v in torch.randint(1, 10, (2,), generator=gen))
-        th, tw = int(torch.randint(1, height + 1, (1,), generator=gen)), int(torch.randint(1, width + 1, (1,), generator=gen))
+        th = int(torch.randint(1, height + 1, (1,), generator=gen))
+        tw = int(torch.randint(1, width + 1, (1,), generator=gen))
         tiles = torch.rand(4, th, tw, generator=gen) > 0.5
         origins = torch.stack([torch.randint(0, height - th + 1, (4,), generator=gen),
                                torch.randint(0, width - tw + 1, (4,), generator=gen)], dim=1)
@@ -102,7 +103,8 @@ def test_tile_rles_equal_the_full_mask_rles():
             full[i, origins[i, 0]:origins[i, 0] + th, origins[i, 1]:origins[i, 1] + tw] = tiles[i].numpy()
         got = tiles_to_rles_torch(tiles, origins, (height, width))
         assert [r["counts"] for r in got] == [r["counts"] for r in masks_to_rles(full)]
-        assert np.array_equal(rles_to_masks(tiles_to_rles_torch(tiles, origins, (height, width), compressed=False)), full)
+        counts = tiles_to_rles_torch(tiles, origins, (height, width), compressed=False)
+        assert np.array_equal(rles_to_masks(counts), full)
 
 
 def test_compressed_counts_match_pycocotools():
