@@ -9,6 +9,7 @@ canvases, scaled with the image or at their own scale), ``thin_sparse`` (boxes <
 Every mask is encoded at its image size and decoded from its first l codes back to that size (as
 COCO RLE); the table gives the mean IoU per set and length (native sets also per COCO area range)
 and the share of masks whose IoU drops from one length to the next. Float32 compute (TF32 off).
+``--frame-bound S`` scores no tokenizer but the resolution bound of an S² box frame.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--lengths", default="1,2,4,8,12,16,24,32")
     parser.add_argument("--out", type=Path, default=None, help="write the summary JSON here")
     parser.add_argument("--max-images", type=int, default=0, help="only the first N images of each set (0: all)")
+    parser.add_argument("--frame-bound", type=int, default=0, metavar="S",
+                        help="score no tokenizer: the resolution bound of an S² box frame (column '0')")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     if args.tokenizer is not None and args.name is not None:
@@ -44,15 +47,17 @@ def main() -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    if args.tokenizer is None:
+    if args.frame_bound:
+        tok = None
+    elif args.tokenizer is None:
         tok = load_default(device=args.device, dtype=torch.float32, name=args.name)
     else:
         tok = HiMTok.from_pretrained(args.tokenizer, device=args.device, dtype=torch.float32)
-    lengths = sorted({int(v) for v in args.lengths.split(",")})
+    lengths = [0] if args.frame_bound else sorted({int(v) for v in args.lengths.split(",")})
     names = tuple(s for s in args.sets.split(",") if s)
     sets = evaluation_sets(args.data_root, names)
-    summary = {"tokenizer": str(args.tokenizer or args.name or "default"), "device": args.device,
-               "lengths": lengths, "sets": {}}
+    name = f"frame bound {args.frame_bound}²" if args.frame_bound else str(args.tokenizer or args.name or "default")
+    summary = {"tokenizer": name, "device": args.device, "lengths": lengths, "sets": {}}
     start = time.perf_counter()
     for name in names:
         images = sets[name][:args.max_images] if args.max_images else sets[name]
@@ -61,7 +66,7 @@ def main() -> None:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(images), desc=name, dynamic_ncols=True)
-        scores = set_ious(tok, images, lengths, progress=bar.update if bar else None)
+        scores = set_ious(tok, images, lengths, progress=bar.update if bar else None, frame_bound=args.frame_bound)
         if bar is not None:
             bar.close()
         summary["sets"][name] = summarize(scores, by_area=name in ("coco_val2014_100", "coco2017_heldout"))
@@ -77,7 +82,8 @@ def main() -> None:
 def table(summary: dict) -> str:
     """Markdown: one row per set (and area range), mean IoU per length, then the drop shares."""
     lengths = summary["lengths"]
-    lines = ["| set | masks | " + " | ".join(f"@{l}" for l in lengths) + " | longer prefix worse (any step) |",
+    lines = ["| set | masks | " + " | ".join(f"@{l}" if l else "frame bound" for l in lengths)
+             + " | longer prefix worse (any step) |",
              "|---|---|" + "---|" * len(lengths) + "---|"]
     for name, rows in summary["sets"].items():
         for row, values in rows.items():

@@ -61,12 +61,30 @@ def image_ious(tokenizer, image: EvalImage, lengths: Sequence[int]) -> np.ndarra
     return out
 
 
-def set_ious(tokenizer, images: Iterable[EvalImage], lengths: Sequence[int], progress=None) -> MaskScores:
-    """Scores of every mask of ``images``; ``progress`` (optional) is called after each image."""
-    lengths = tuple(sorted(int(length) for length in lengths))
+def frame_bound_ious(image: EvalImage, frame: int, bins: int = 1024) -> np.ndarray:
+    """(N, 1) IoU of each mask with itself framed as a perfect box-first tokenizer would keep it:
+    its box rounded outward to ``bins`` levels, stretched to a ``frame``² frame (bilinear) and
+    pasted back (threshold 0.5): the resolution bound of that frame."""
+    from masktok.tokenizers.himtok.box_frame import box_to_codes, codes_to_box, crop_box_frames, tight_boxes
+    from masktok.tokenizers.himtok.box_paste import paste_rles
+
+    masks = torch.from_numpy(image.masks())
+    sizes = torch.tensor([image.height, image.width]).expand(masks.shape[0], 2)
+    boxes = codes_to_box(box_to_codes(tight_boxes(masks), sizes, bins, "outward"), sizes, bins)
+    frames = crop_box_frames(masks, boxes, frame)[:, 0]
+    pasted = paste_rles(frames, boxes, (image.height, image.width), 0.5)
+    truth = [_bytes_rle(r) for r in image.rles]
+    return np.array([[coco_mask.iou([_bytes_rle(p)], [t], [0])[0, 0]] for p, t in zip(pasted, truth)])
+
+
+def set_ious(tokenizer, images: Iterable[EvalImage], lengths: Sequence[int], progress=None,
+             frame_bound: int = 0) -> MaskScores:
+    """Scores of every mask of ``images``; ``progress`` (optional) is called after each image.
+    With ``frame_bound`` = S the tokenizer is not used: the one column is :func:`frame_bound_ious`."""
+    lengths = (0,) if frame_bound else tuple(sorted(int(length) for length in lengths))
     rows, areas = [], []
     for image in images:
-        rows.append(image_ious(tokenizer, image, lengths))
+        rows.append(frame_bound_ious(image, frame_bound) if frame_bound else image_ious(tokenizer, image, lengths))
         areas.extend(int(coco_mask.area(_bytes_rle(r))) for r in image.rles)
         if progress is not None:
             progress()
