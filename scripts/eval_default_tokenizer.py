@@ -28,7 +28,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data",
+                        help="folder holding coco_val2014_100/ (default: the copy in tests/data) and, for the "
+                             "other sets, coco2017_masks/ and coco128_seg/ (e.g. ../shared/data)")
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder")
     parser.add_argument("--name", default=None, help="a shipped tokenizer (default: the default one)")
     parser.add_argument("--device", default="cpu")
@@ -55,7 +57,10 @@ def main() -> None:
         tok = HiMTok.from_pretrained(args.tokenizer, device=args.device, dtype=torch.float32)
     lengths = [0] if args.frame_bound else sorted({int(v) for v in args.lengths.split(",")})
     names = tuple(s for s in args.sets.split(",") if s)
-    sets = evaluation_sets(args.data_root, names)
+    try:
+        sets = evaluation_sets(args.data_root, names)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     name = f"frame bound {args.frame_bound}²" if args.frame_bound else str(args.tokenizer or args.name or "default")
     summary = {"tokenizer": name, "device": args.device, "lengths": lengths, "sets": {}}
     start = time.perf_counter()

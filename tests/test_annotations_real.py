@@ -1,4 +1,5 @@
-"""Annotation readers on the real data in ``../shared/data``.
+"""Annotation readers on real data: ``tests/data`` (COCO, panoptic) and the fetched GPL-3.0
+coco128-seg and labelme examples (``scripts/fetch_test_data.py``).
 
 Area tolerance for COCO (decided from what pycocotools itself produces on this file): our masks
 are bit-identical to ``pycocotools.coco.COCO.annToMask``, so their pixel counts equal
@@ -41,8 +42,8 @@ def _perimeter(ring):
 
 
 @pytest.fixture(scope="module")
-def coco_path(shared_data):
-    return shared_data / "coco_val2014_100" / "instances_val2014_100.json"
+def coco_path(test_data):
+    return test_data / "coco_val2014_100" / "instances_val2014_100.json"
 
 
 def test_coco_instances_match_pycocotools_and_json_areas(coco_path):
@@ -81,8 +82,8 @@ def test_coco_instances_match_pycocotools_and_json_areas(coco_path):
     assert np.median(gaps) < 1
 
 
-def test_coco_panoptic_segments_match_area_bbox_and_rle_version(shared_data):
-    root = shared_data / "coco_panoptic_sample"
+def test_coco_panoptic_segments_match_area_bbox_and_rle_version(test_data):
+    root = test_data / "coco_panoptic_sample"
     images = read_coco_panoptic(root / "panoptic_examples.json", root / "panoptic_examples")
     cats = {c["id"]: c for c in json.loads((root / "panoptic_coco_categories.json").read_text())}
     segments = [(im, i) for im in images for i in im.instances]
@@ -108,8 +109,33 @@ def test_coco_panoptic_segments_match_area_bbox_and_rle_version(shared_data):
         assert other.area == inst.area and other.iscrowd == inst.iscrowd
 
 
-def test_yolo_seg_reader_on_coco128(shared_data):
-    root = shared_data / "coco128_seg"
+def test_yolo_seg_reader_on_coco_polygons(tmp_path):
+    """YOLO-seg labels written from the real COCO polygons in tests/data read back as exactly the
+    pycocotools rasterisation of each ring at the image size."""
+    from real_data import yolo_from_coco
+
+    images_dir, labels_dir, names = yolo_from_coco(tmp_path, 11)
+    images = read_yolo_seg(images_dir, labels_dir, names=names)
+    assert len(images) == 11 and all(im.instances for im in images)
+    checked = 0
+    for im in images:
+        with Image.open(images_dir / im.file_name) as img:
+            assert (im.height, im.width) == (img.height, img.width)
+        lines = [ln for ln in (labels_dir / f"{im.image_id}.txt").read_text().splitlines() if ln.strip()]
+        assert len(lines) == len(im.instances)
+        for inst, line in zip(im.instances, lines):
+            values = line.split()
+            assert inst.category_name == names[int(values[0])]
+            ring = (np.asarray(values[1:], float).reshape(-1, 2) * [im.width, im.height]).ravel()
+            reference = coco_mask.decode(coco_mask.frPyObjects([ring.tolist()], im.height,
+                                                               im.width))[:, :, 0]
+            assert np.array_equal(inst.mask(), reference.astype(bool)) and inst.area == reference.sum()
+            checked += 1
+    assert checked > 50
+
+
+def test_yolo_seg_reader_on_coco128(coco128_seg):
+    root = coco128_seg
     images_dir, labels_dir = root / "images" / "train2017", root / "labels" / "train2017"
     with pytest.raises(AnnotationError, match="orphan_labels") as info:
         read_yolo_seg(images_dir, labels_dir)
@@ -143,7 +169,7 @@ def test_yolo_seg_reader_on_coco128(shared_data):
     assert checked > 200
 
 
-def test_labelme_reader_matches_labelme_voc_export(shared_data):
+def test_labelme_reader_matches_labelme_voc_export(voc_labelme):
     """Instances, ids, classes and ``__ignore__`` regions agree with labelme's own VOC export.
 
     The export paints shapes in file order (later shapes cover earlier ones), so each exported
@@ -151,7 +177,7 @@ def test_labelme_reader_matches_labelme_voc_export(shared_data):
     ignore region. One pixel (2011_000006, at a sofa polygon vertex) differs: the export was made
     with an older Pillow whose polygon rasteriser rounds vertices differently.
     """
-    root = shared_data / "voc_labelme"
+    root = voc_labelme
     labels = (root / "labels.txt").read_text().splitlines()
     images = read_labelme(root / "data_annotated", labels=labels)
     assert [im.image_id for im in images] == ["2011_000003", "2011_000006", "2011_000025"]

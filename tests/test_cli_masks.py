@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from masktok import masks as M
 from masktok.cli import app
+from masktok.cli.errors import BAD_INPUT_EXIT_CODE
 
 runner = CliRunner()
 
@@ -52,7 +53,7 @@ def test_plain_json_input_is_sniffed_output_needs_a_format(tmp_path, mask):
     assert _run(tmp_path / "m.json", tmp_path / "m.png").exit_code == 0
     assert np.array_equal(M.read_mask_png(tmp_path / "m.png"), mask)
     result = _run(tmp_path / "m.png", tmp_path / "again.json")
-    assert result.exit_code == 1 and "pass --to" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "pass --to" in result.output
     assert _run(tmp_path / "m.png", tmp_path / "again.json", "--to", "polygons").exit_code == 0
     assert "polygons" in json.loads((tmp_path / "again.json").read_text())
 
@@ -71,7 +72,7 @@ def test_several_masks_go_through_index_and_panoptic_pngs(tmp_path):
     assert _run(tmp_path / "pan.png", tmp_path / "p.rle.json").exit_code == 0
     assert json.loads((tmp_path / "p.rle.json").read_text()) == M.masks_to_rles(masks)
     result = _run(tmp_path / "m.rle.json", tmp_path / "one.png", "--png-kind", "binary")
-    assert result.exit_code == 1 and "3 masks cannot go into one binary PNG" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "3 masks cannot go into one binary PNG" in result.output
 
 
 def test_uncompressed_threshold_and_holes_options(tmp_path):
@@ -80,13 +81,13 @@ def test_uncompressed_threshold_and_holes_options(tmp_path):
     grey[2:4, 2:4] = 90
     Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
     result = _run(tmp_path / "g.png", tmp_path / "g.rle.json")
-    assert result.exit_code == 1 and "threshold" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "threshold" in result.output
     assert _run(tmp_path / "g.png", tmp_path / "g.rle.json", "--threshold", "127",
                 "--uncompressed").exit_code == 0
     rle = json.loads((tmp_path / "g.rle.json").read_text())
     assert isinstance(rle["counts"], list) and np.array_equal(M.rle_to_mask(rle), grey > 127)
     result = _run(tmp_path / "g.rle.json", tmp_path / "g.poly.json")
-    assert result.exit_code == 1 and "hole" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "hole" in result.output
     assert _run(tmp_path / "g.rle.json", tmp_path / "g.poly.json", "--holes", "fill").exit_code == 0
     poly = json.loads((tmp_path / "g.poly.json").read_text())
     assert M.polygons_to_mask(poly["polygons"], 6, 6).sum() == 16
@@ -103,7 +104,7 @@ def test_uncompressed_threshold_and_holes_options(tmp_path):
 def test_bad_inputs_give_clear_errors(tmp_path, content, args, message):
     (tmp_path / "in.json").write_text(content)
     result = _run(tmp_path / "in.json", tmp_path / "out.png", *args)
-    assert result.exit_code == 1 and message in result.output and "error:" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and message in result.output and "error:" in result.output
     assert not (tmp_path / "out.png").exists()
 
 
@@ -112,7 +113,7 @@ def test_bad_flags_and_paths(tmp_path, mask):
     result = _run(tmp_path / "in.png", tmp_path / "o.rle.json", "--to", "svg")
     assert result.exit_code == 2 and "svg" in result.output
     result = _run(tmp_path / "missing.png", tmp_path / "o.rle.json")
-    assert result.exit_code == 1 and "no such file" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "no such file" in result.output
     (tmp_path / "in.bmp").write_bytes(b"")
     result = _run(tmp_path / "in.bmp", tmp_path / "o.rle.json")
-    assert result.exit_code == 1 and "pass --from" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "pass --from" in result.output

@@ -404,7 +404,7 @@ def test_cli_demo_loads_builds_and_launches(monkeypatch, tmp_path):
     assert calls["port"] == 7999 and calls["share"] is False and calls["host"] == "127.0.0.1"
     assert "running at http://127.0.0.1:7999/" in result.output
     bad = CliRunner().invoke(cli, ["demo", "--tokenizer", str(tmp_path / "nothing")])
-    assert bad.exit_code == 2 and "no tokenizer at" in bad.output
+    assert bad.exit_code == 2 and "no such tokenizer file or folder" in bad.output
     help_text = CliRunner().invoke(cli, ["demo", "--help"]).output
     for option in ("--tokenizer", "--model", "--port", "--no-share"):
         assert option in help_text

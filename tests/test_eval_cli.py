@@ -1,4 +1,4 @@
-"""``masktok eval …`` end to end on the real data in ``../shared/data``."""
+"""``masktok eval …`` end to end on the real data in ``tests/data`` (and the fetched labelme VOC export)."""
 
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def metrics_of(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def coco(shared_data):
-    root = shared_data / "coco_val2014_100"
+def coco(test_data):
+    root = test_data / "coco_val2014_100"
     return root / "instances_val2014_100.json", root / "images"
 
 
@@ -130,9 +130,9 @@ def test_res_gres_rec_on_coco_ground_truth_with_perturbations(coco, tmp_path):
     assert r["num_without_box"] == empty.sum() and 0.5 < r["Acc@0.5"] < 1.0
 
 
-def test_gres_with_no_target_samples_and_text_answers(shared_data, tmp_path):
+def test_gres_with_no_target_samples_and_text_answers(test_data, tmp_path):
     """refseg_examples' real masks; answers are text with mask words decoded by a tokenizer."""
-    root = shared_data / "refseg_examples"
+    root = test_data / "refseg_examples"
     records = [json.loads(line) for line in (root / "anns" / "seg_data_with_mask.jsonl").read_text().splitlines()]
     tok = LookupTokenizer()
     anns, preds = [], []
@@ -164,7 +164,7 @@ def test_gres_with_no_target_samples_and_text_answers(shared_data, tmp_path):
     assert result.exit_code == 2 and "tokenizer" in result.output
 
 
-def test_gcg_answers_through_a_tokenizer(coco, shared_data, tmp_path):
+def test_gcg_answers_through_a_tokenizer(coco, test_data, tmp_path):
     instances, _ = coco
     samples = [s for s in read_coco_referring(instances)][:40]
     by_image: dict = {}
@@ -193,9 +193,9 @@ def test_gcg_answers_through_a_tokenizer(coco, shared_data, tmp_path):
     assert row["caption"].startswith("A photo of ") and "<|" not in row["caption"]
 
 
-def test_psg_ovseg_perception_recon(shared_data, tmp_path, coco):
+def test_psg_ovseg_perception_recon(test_data, tmp_path, coco):
     # PSG: an OpenPSG file over the real panoptic sample; answers are text lines
-    src = shared_data / "coco_panoptic_sample"
+    src = test_data / "coco_panoptic_sample"
     pan = json.loads((src / "panoptic_examples.json").read_text())
     cats = json.loads((src / "panoptic_coco_categories.json").read_text())
     ordered = [c for c in cats if c["isthing"]] + [c for c in cats if not c["isthing"]]
@@ -229,27 +229,14 @@ def test_psg_ovseg_perception_recon(shared_data, tmp_path, coco):
                     "--tokenizer-kind", "test_eval_cli:LookupTokenizer")
     assert result.exit_code == 0, result.output
     m = metrics_of(out)
-    assert m["R@20"] == pytest.approx(2 / 3) and m["corrected R@20"] == pytest.approx(2 / 3)
+    assert m["R@20"] == pytest.approx(2 / 3) and m["protocol"] == "reference"
     assert m["mR@20"] == pytest.approx((1 + 1) / 56)
+    strict = invoke("psg", "-p", tmp_path / "psg_pred.jsonl", "-a", tmp_path / "psg.json", "-o",
+                    tmp_path / "psg_strict", "--panoptic-root", src / "panoptic_examples", "--tokenizer",
+                    tmp_path / "tok", "--tokenizer-kind", "test_eval_cli:LookupTokenizer", "--protocol", "strict")
+    assert strict.exit_code == 0, strict.output
+    assert metrics_of(tmp_path / "psg_strict")["R@20"] == pytest.approx(2 / 3)  # no duplicate masks here
     assert any("not triplets" in n for n in json.loads((out / "metrics.json").read_text())["notes"])
-
-    # open-vocabulary segmentation on VOC label PNGs: one question per (image, class)
-    voc = shared_data / "voc_labelme" / "voc"
-    from masktok.eval.scene_datasets import read_semseg_dir
-
-    ds = read_semseg_dir(voc / "SegmentationClass", voc / "class_names.txt", reduce_zero_label=True)
-    preds = []
-    for im in ds.images:
-        gt = ds.label_map(im)
-        for c, name in enumerate(ds.classes):
-            mask = gt == c
-            preds.append({"image_id": im.image_id, "class": name,
-                          "masks": [mask_to_rle(mask)] if mask.any() else []})
-    out = tmp_path / "ovseg"
-    result = invoke("ovseg", "-p", write_jsonl(tmp_path / "ov.jsonl", preds), "-a", voc / "SegmentationClass",
-                    "--classes", voc / "class_names.txt", "--reduce-zero-label", "-o", out)
-    assert result.exit_code == 0, result.output
-    assert metrics_of(out)["mIoU"] == 1.0
 
     # mask perception
     q = write_jsonl(tmp_path / "q.jsonl", [{"id": 1, "options": ["a", "b"], "answer": "A"},
@@ -288,6 +275,26 @@ def test_psg_ovseg_perception_recon(shared_data, tmp_path, coco):
             ious[length].extend(np.where(uni > 0, inter / np.maximum(uni, 1), 1.0))
     assert m["r-Acc@1"] == pytest.approx(np.mean(ious[1])) and m["r-Acc"] == pytest.approx(np.mean(ious[8]))
     assert m["num_masks"] == len(ious[8])
+
+
+def test_ovseg_on_voc_label_pngs(voc_labelme, tmp_path):
+    # open-vocabulary segmentation on VOC label PNGs: one question per (image, class)
+    voc = voc_labelme / "voc"
+    from masktok.eval.scene_datasets import read_semseg_dir
+
+    ds = read_semseg_dir(voc / "SegmentationClass", voc / "class_names.txt", reduce_zero_label=True)
+    preds = []
+    for im in ds.images:
+        gt = ds.label_map(im)
+        for c, name in enumerate(ds.classes):
+            mask = gt == c
+            preds.append({"image_id": im.image_id, "class": name,
+                          "masks": [mask_to_rle(mask)] if mask.any() else []})
+    out = tmp_path / "ovseg"
+    result = invoke("ovseg", "-p", write_jsonl(tmp_path / "ov.jsonl", preds), "-a", voc / "SegmentationClass",
+                    "--classes", voc / "class_names.txt", "--reduce-zero-label", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert metrics_of(out)["mIoU"] == 1.0
 
 
 def test_cli_reports_input_errors(coco, tmp_path):

@@ -20,8 +20,8 @@ PUBLISHED_SEGM_AP50 = 0.5622883972521636
 
 
 @pytest.fixture(scope="module")
-def coco_files(shared_data):
-    root = shared_data / "coco_val2014_100"
+def coco_files(test_data):
+    root = test_data / "coco_val2014_100"
     return root / "instances_val2014_100.json", root / "instances_val2014_fakesegm100_results.json"
 
 
@@ -164,6 +164,7 @@ def test_caption_metrics_skip_message_without_java(monkeypatch):
         caption_scores({1: ["a dog"]}, {1: "a dog"})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(caption_metrics_unavailable() is not None, reason=str(caption_metrics_unavailable()))
 def test_meteor_and_cider_through_pycocoevalcap():
     refs = {1: ["a man rides a horse on the beach"], 2: ["two dogs play in the snow"],

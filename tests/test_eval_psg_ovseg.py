@@ -43,11 +43,11 @@ def test_psg_recall_hand_computed_standard_and_corrected():
     std = evaluate_psg([GT], [PRED], ks=(1, 2, 4))
     assert std.recall == pytest.approx({1: 1 / 3, 2: 2 / 3, 4: 1.0})
     assert std.mean_recall[4] == pytest.approx((1 + 1) / 56)  # 2 predicates at recall 1, 54 at 0
-    corr = evaluate_psg([GT], [PRED], ks=(1, 2, 4), corrected=True)
+    corr = evaluate_psg([GT], [PRED], ks=(1, 2, 4), protocol="strict")
     # the duplicate person gets no ground-truth instance, so "D on C" no longer hits
     assert corr.recall == pytest.approx({1: 1 / 3, 2: 1 / 3, 4: 2 / 3})
     assert corr.mean_recall[4] == pytest.approx((1 + 0.5) / 56)
-    assert "corrected R@4" in corr.as_dict()
+    assert "R@4" in corr.as_dict() and corr.protocol == "strict"
 
 
 def test_psg_ranking_duplicates_and_edge_cases():
@@ -59,9 +59,9 @@ def test_psg_ranking_duplicates_and_edge_cases():
     # a duplicated triplet hits the same ground truth once
     dup = graph("img", [0, 1], [strip(0, 20), strip(20, 50)], [(0, 1, RIDING)] * 5)
     assert evaluate_psg([GT], [dup], ks=(5,)).recall[5] == pytest.approx(1 / 3)
-    # empty prediction; an unknown label (-1) never matches
+    # empty prediction (strict: scored 0); an unknown label (-1) never matches
     empty = graph("img", [], [], [])
-    assert evaluate_psg([GT], [empty], ks=(20,)).recall[20] == 0.0
+    assert evaluate_psg([GT], [empty], ks=(20,), protocol="strict").recall[20] == 0.0
     unknown = graph("img", [-1, 1], [strip(0, 20), strip(20, 50)], [(0, 1, RIDING)])
     assert evaluate_psg([GT], [unknown], ks=(20,)).recall[20] == 0.0
     # an image without ground-truth relations is left out and counted
@@ -78,8 +78,8 @@ def test_psg_ranking_duplicates_and_edge_cases():
         evaluate_psg([GT], [])
 
 
-def test_openpsg_reader_on_real_panoptic_pngs(shared_data, tmp_path):
-    src = shared_data / "coco_panoptic_sample"
+def test_openpsg_reader_on_real_panoptic_pngs(test_data, tmp_path):
+    src = test_data / "coco_panoptic_sample"
     pan = json.loads((src / "panoptic_examples.json").read_text())
     cats = json.loads((src / "panoptic_coco_categories.json").read_text())
     things = [c for c in cats if c["isthing"]]
@@ -139,8 +139,8 @@ def test_semseg_miou_hand_computed():
         SemSegConfusion(2).compute()
 
 
-def test_voc_label_pngs_with_background_reduced(shared_data):
-    voc = shared_data / "voc_labelme" / "voc"
+def test_voc_label_pngs_with_background_reduced(voc_labelme):
+    voc = voc_labelme / "voc"
     ds = read_semseg_dir(voc / "SegmentationClass", voc / "class_names.txt", reduce_zero_label=True)
     assert len(ds.classes) == 20 and ds.classes[0] == "aeroplane"
     conf = SemSegConfusion(len(ds.classes))

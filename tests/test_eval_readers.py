@@ -19,8 +19,8 @@ from masktok.masks import rle_to_mask
 
 
 @pytest.fixture(scope="module")
-def coco(shared_data):
-    path = shared_data / "coco_val2014_100" / "instances_val2014_100.json"
+def coco(test_data):
+    path = test_data / "coco_val2014_100" / "instances_val2014_100.json"
     return path, json.loads(path.read_text())
 
 

@@ -7,16 +7,19 @@ import pytest
 
 from masktok.masks.iou import encode_masks
 from masktok.eval.perception import multiple_choice_accuracy, parse_choice
-from masktok.eval.rec import answer_box, box_iou, box_to_pixels, mask_box, parse_boxes, rec_metrics, xywh_to_xyxy
+from masktok.eval.rec import box_iou, mask_box, rec_metrics, xywh_to_xyxy
+from masktok.eval.rec_answers import answer_box, box_to_pixels, parse_boxes
 
 
 def test_internvl_boxes_are_per_mille_of_the_image():
     text = "The dog is at <ref>dog</ref><box>[[100, 200, 500, 999]]</box> and <box>[[0,0,10,10]]</box>"
-    assert parse_boxes(text, "internvl") == [(100, 200, 500, 999), (0, 0, 10, 10)]
-    pb = answer_box(text, "internvl", width=640, height=480)
-    np.testing.assert_allclose(pb.box, [64.0, 96.0, 320.0, 479.52])  # value / 1000 × size
-    assert pb.status == "ok" and pb.num_boxes == 2
-    assert parse_boxes("[[1, 2, 3, 4]] without tags", "internvl") == []
+    for protocol in ("reference", "strict"):
+        assert parse_boxes(text, "internvl", protocol) == [(100, 200, 500, 999), (0, 0, 10, 10)]
+        pb = answer_box(text, "internvl", width=640, height=480, protocol=protocol)
+        np.testing.assert_allclose(pb.box, [64.0, 96.0, 320.0, 479.52], rtol=1e-6)  # value / 1000 × size
+        assert pb.status == "ok" and pb.num_boxes == 2
+    assert parse_boxes("[[1, 2, 3, 4]] without tags", "internvl", "strict") == []
+    assert parse_boxes("[[1, 2, 3, 4]] without tags", "internvl", "reference") == [(1, 2, 3, 4)]
 
 
 def test_qwen_boxes_normalised_and_absolute():
@@ -24,6 +27,7 @@ def test_qwen_boxes_normalised_and_absolute():
     np.testing.assert_allclose(answer_box(qwen2, "qwen_norm", 640, 480).box, [64, 96, 320, 288])
     qwen1 = "<ref>dog</ref><box>(10,20),(30,40)</box>"
     assert parse_boxes(qwen1, "qwen_norm") == [(10, 20, 30, 40)]
+    assert parse_boxes(qwen1, "qwen_vl") == [(10, 20, 30, 40)]
     qwen25 = '```json\n[{"bbox_2d": [50, 60, 250, 300], "label": "dog"}]\n```'
     # absolute pixels in the model's input frame (here 1280x960 for a 640x480 image)
     np.testing.assert_allclose(answer_box(qwen25, "qwen_abs", 640, 480, input_size=(1280, 960)).box,
@@ -53,6 +57,7 @@ def test_box_iou_and_accuracy_hand_computed():
 def test_answer_edge_cases_and_mask_boxes():
     assert answer_box("I cannot find it.", "internvl", 100, 100).status == "no_box"
     assert answer_box("<box>[[500, 500, 400, 600]]</box>", "internvl", 100, 100).status == "invalid_box"
+    assert answer_box("<box>[[a, b, c, d]]</box>", "internvl", 100, 100).status == "unparsable_box"
     mask = np.zeros((1, 20, 30), dtype=bool)
     mask[0, 5:8, 10:20] = True  # rows 5..7, cols 10..19 → pixel-edge box (10, 5, 20, 8)
     mb = mask_box(encode_masks(mask)[0])

@@ -114,6 +114,7 @@ def test_forward_train_shapes_and_validation():
         model.forward_train(masks[:, :, :32], torch.tensor([1, 1]))
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_reduce_the_hierarchical_loss():
     torch.manual_seed(4)
     config = tiny_compact(encoder_depth=1, decoder_depth=1)

@@ -41,9 +41,14 @@ def test_encode_returns_all_codes(tok, masks):
     codes = tok.encode(None, masks)
     assert codes.shape == (3, 8) and codes.dtype == torch.int64 and codes.device.type == "cpu"
     assert ((codes >= 0) & (codes < 64)).all()
-    # uint8 / torch / int inputs give the same codes; the image argument is ignored
-    assert torch.equal(tok.encode("any image", masks.astype(np.uint8)), codes)
+    # uint8 / torch / int inputs give the same codes; the image is not read, but a path to
+    # nothing is a mistake and refused rather than ignored
+    assert torch.equal(tok.encode(None, masks.astype(np.uint8)), codes)
     assert torch.equal(tok.encode(np.zeros((4, 4, 3)), torch.from_numpy(masks).long()), codes)
+    with pytest.raises(FileNotFoundError, match="no image file at no_such_image.jpg"):
+        tok.encode("no_such_image.jpg", masks)
+    with pytest.raises(FileNotFoundError, match="no_such_image.jpg"):
+        tok.decode_words("no_such_image.jpg", "")
     assert torch.equal(tok.encode(None, masks, num_codes=3), codes[:, :3])
     assert tok.encode(None, np.zeros((0, 5, 5), bool)).shape == (0, 8)
 
@@ -54,6 +59,7 @@ def test_batching_does_not_change_results(tok, masks):
     assert torch.allclose(tok.decode_logits(codes, batch_size=1), tok.decode_logits(codes), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_every_prefix_decodes_to_the_requested_size(tok, masks):
     codes = tok.encode(None, masks)
     previous = None

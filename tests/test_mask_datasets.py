@@ -40,10 +40,10 @@ def _masks(n: int = 3, h: int = 20, w: int = 30) -> np.ndarray:
     return masks
 
 
-def test_real_sources(shared_data):
-    d = shared_data
-    yolo = load_source(f"yolo:{d}/coco128_seg/images/train2017,{d}/coco128_seg/labels/train2017,orphans=ignore")
-    assert len(yolo) > 900 and all(r.image_path and Path(r.image_path).is_file() for r in yolo[:5])
+def test_real_sources(test_data, tmp_path):
+    from real_data import yolo_from_coco
+
+    d = test_data
     pan = load_source(f"panoptic:{d}/coco_panoptic_sample/panoptic_examples.json,"
                       f"{d}/coco_panoptic_sample/panoptic_examples,crowd=include")
     assert len(pan) == 50
@@ -51,11 +51,24 @@ def test_real_sources(shared_data):
                            f"{d}/coco_panoptic_sample/panoptic_examples")) == 47
     coco = load_source(f"coco:{d}/coco_val2014_100/instances_val2014_100.json,crowd=include")
     assert len(coco) == 839
-    assert load_source(f"labelme:{d}/voc_labelme/data_annotated")[0].mask().any()
     refseg = load_source(f"mask_png:{d}/refseg_examples/masks")
     assert len(refseg) == 4 and all(r.mask().any() for r in refseg)
+    images, labels, _ = yolo_from_coco(tmp_path / "yolo", 11)
+    yolo = load_source(f"yolo:{images},{labels}")
+    assert len(yolo) > 50 and all(r.image_path and Path(r.image_path).is_file() for r in yolo[:5])
+    (labels / "no_such_image.txt").write_text("0 0.1 0.1 0.5 0.1 0.5 0.5\n")
     with pytest.raises(AnnotationError, match="no image"):  # orphan label files are named, not dropped
-        load_source(f"yolo:{d}/coco128_seg/images/train2017,{d}/coco128_seg/labels/train2017")
+        load_source(f"yolo:{images},{labels}")
+    assert len(load_source(f"yolo:{images},{labels},orphans=ignore")) == len(yolo)
+
+
+def test_fetched_sources(coco128_seg, voc_labelme):
+    root = coco128_seg
+    yolo = load_source(f"yolo:{root}/images/train2017,{root}/labels/train2017,orphans=ignore")
+    assert len(yolo) > 900 and all(r.image_path and Path(r.image_path).is_file() for r in yolo[:5])
+    with pytest.raises(AnnotationError, match="no image"):
+        load_source(f"yolo:{root}/images/train2017,{root}/labels/train2017")
+    assert load_source(f"labelme:{voc_labelme}/data_annotated")[0].mask().any()
 
 
 def test_sa1b_json_folder_and_tar_shard(tmp_path):

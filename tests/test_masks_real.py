@@ -1,4 +1,5 @@
-"""Mask I/O on the real data in ``../shared/data``: RLE ↔ mask ↔ PNG round trips, bit-exact."""
+"""Mask I/O on real data (``tests/data``, the fetched labelme VOC export): RLE ↔ mask ↔ PNG round
+trips, bit-exact."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from masktok import masks as M
 
 
 @pytest.fixture(scope="module")
-def coco_gt(shared_data):
-    return json.loads((shared_data / "coco_val2014_100" / "instances_val2014_100.json").read_text())
+def coco_gt(test_data):
+    return json.loads((test_data / "coco_val2014_100" / "instances_val2014_100.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def fake_results(shared_data):
-    path = shared_data / "coco_val2014_100" / "instances_val2014_fakesegm100_results.json"
+def fake_results(test_data):
+    path = test_data / "coco_val2014_100" / "instances_val2014_fakesegm100_results.json"
     return json.loads(path.read_text())
 
 
@@ -72,25 +73,25 @@ def test_coco_gt_masks_rle_png_polygon_round_trips(coco_gt, tmp_path):
     assert n_holes > 0  # the real set exercises the hole path too
 
 
-def test_refseg_8bit_masks_threshold_and_round_trip(shared_data, tmp_path):
+def test_refseg_8bit_masks_threshold_and_round_trip(test_data, tmp_path):
     """The four 8-bit masks (256 grey levels) need a threshold; at 127 they round-trip."""
     for i in range(4):
-        path = shared_data / "refseg_examples" / "masks" / f"{i}.png"
+        path = test_data / "refseg_examples" / "masks" / f"{i}.png"
         with pytest.raises(ValueError, match="threshold"):
             M.read_mask_png(path)
         grey = np.array(Image.open(path))
         mask = M.read_mask_png(path, threshold=127)
         assert np.array_equal(mask, grey > 127) and 0 < mask.sum() < mask.size
-        image = Image.open(shared_data / "refseg_examples" / "images" / f"{i}.jpg")
+        image = Image.open(test_data / "refseg_examples" / "images" / f"{i}.jpg")
         assert mask.shape == (image.height, image.width)
         M.write_mask_png(tmp_path / f"{i}.png", mask)
         back = M.read_mask_png(tmp_path / f"{i}.png")
         assert np.array_equal(M.rle_to_mask(M.mask_to_rle(back)), mask)
 
 
-def test_voc_index_pngs_round_trip(shared_data, tmp_path):
+def test_voc_index_pngs_round_trip(voc_labelme, tmp_path):
     """PASCAL VOC palette PNGs: instance ids (255 = ignore) → masks → index PNG → same ids."""
-    for path in sorted((shared_data / "voc_labelme" / "voc" / "SegmentationObject").glob("*.png")):
+    for path in sorted((voc_labelme / "voc" / "SegmentationObject").glob("*.png")):
         ids = M.read_index_png(path)
         assert np.array_equal(ids, np.array(Image.open(path)))
         masks, kept = M.index_map_to_masks(ids, exclude=(0, 255))
@@ -102,9 +103,9 @@ def test_voc_index_pngs_round_trip(shared_data, tmp_path):
                               np.where(ids == 255, 0, ids))
 
 
-def test_panoptic_png_ids_round_trip_and_counts(shared_data, tmp_path):
+def test_panoptic_png_ids_round_trip_and_counts(test_data, tmp_path):
     """Panoptic RGB ids: every listed segment's pixel count equals its JSON ``area``."""
-    root = shared_data / "coco_panoptic_sample"
+    root = test_data / "coco_panoptic_sample"
     doc = json.loads((root / "panoptic_examples.json").read_text())
     n = 0
     for ann in doc["annotations"]:

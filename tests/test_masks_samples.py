@@ -40,10 +40,10 @@ def test_sample_folder_is_small_and_attributed():
         assert (folder / entry["file"]).is_file()
 
 
-def test_samples_match_the_coco_source(shared_data):
+def test_samples_match_the_coco_source(test_data):
     """Images are the original JPEGs; masks are pycocotools' rasterisation of the annotations;
     licences are the ones COCO lists for those images."""
-    root = shared_data / "coco_val2014_100"
+    root = test_data / "coco_val2014_100"
     coco = json.loads((root / "instances_val2014_100.json").read_text())
     licenses = {lic["id"]: lic for lic in coco["licenses"]}
     images = {im["id"]: im for im in coco["images"]}

@@ -50,6 +50,7 @@ def sampled_reward(folder, rows, samples: int = 32) -> float:
     return total / len(rows)
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_mean_textual_reward_on_a_toy_gres_task(tmp_path, one_thread):
     model_dir = save_tiny_vlm(tmp_path / "model")
     truth, mixture, rows = gres_toy(tmp_path / "data", num_prompts=4)

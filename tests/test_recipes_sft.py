@@ -45,6 +45,7 @@ def codes(text: str) -> list[tuple[int, ...]]:
     return [span.codes for span in parse_mask_words(text, SAMTOK_VOCABULARY, lenient=True)]
 
 
+@pytest.mark.slow
 def test_sft_overfits_res_until_greedy_generation_gives_the_exact_words(tmp_path, one_thread):
     model_dir = save_tiny_vlm(tmp_path / "model")
     data, rows = res_toy(tmp_path / "data", num_samples=4)

@@ -178,6 +178,7 @@ def _ddp_worker(rank: int, world: int, store_file: str, result_file: str) -> Non
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_statistics_and_restarts_are_identical_on_every_rank():
     with tempfile.TemporaryDirectory() as tmp:
         store, result = os.path.join(tmp, "store"), os.path.join(tmp, "state")

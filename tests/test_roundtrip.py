@@ -85,11 +85,12 @@ def test_roundtrip_writes_words_masks_overlays_and_scores(tmp_path):
     assert "mIoU" in result.output
 
 
-def test_shipped_tokenizer_reproduces_the_readme_scores(tmp_path, shared_data):
+@pytest.mark.slow
+def test_shipped_tokenizer_reproduces_the_readme_scores(tmp_path, test_data):
     """The documented evaluation command gives the numbers the README and model card state."""
     out = tmp_path / "eval.json"
     subprocess.run([sys.executable, str(REPO / "scripts" / "eval_default_tokenizer.py"), "--data-root",
-                    str(shared_data), "--lengths", "4,8,16,32", "--sets", "coco_val2014_100", "--no-progress",
+                    str(test_data), "--lengths", "4,8,16,32", "--sets", "coco_val2014_100", "--no-progress",
                     "--out", str(out)], check=True, cwd=REPO)
     summary = json.loads(out.read_text())["sets"]["coco_val2014_100"]["all"]
     assert summary["masks"] == 839

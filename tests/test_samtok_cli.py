@@ -10,6 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from masktok.cli import app
+from masktok.cli.errors import BAD_INPUT_EXIT_CODE
 from masktok.masks import masks_to_rles, rle_to_mask
 from masktok.tokenizers.samtok import SAMTok, tiny_test_config
 
@@ -61,7 +62,7 @@ def test_errors_are_reported_cleanly(setup):
     runner = CliRunner()
     result = runner.invoke(app, ["encode", "--tokenizer", str(folder / "tok"), "--image", str(folder / "image.png"),
                                  "--masks", str(folder / "missing.json")])
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and "no such file" in result.stderr
     result = runner.invoke(app, ["decode", "--tokenizer", str(folder / "tok"), "--image", str(folder / "image.png"),
                                  "--words", "<|mt_start|><|mt_0001|><|mt_end|>"])
-    assert result.exit_code == 1 and "error" in result.output
+    assert result.exit_code == BAD_INPUT_EXIT_CODE and result.stderr.startswith("error:")

@@ -162,6 +162,7 @@ def test_compiled_mask_side_sees_padded_counts(tok):
     assert counts == [16, 16]
 
 
+@pytest.mark.slow
 def test_batched_calls_equal_single_calls(tok):
     images = [_image(i, size=(H + 4 * i, W - 2 * i)) for i in range(5)]
     masks = [_masks(i % 3 + 1, seed=i, size=im.shape[:2]) for i, im in enumerate(images)]

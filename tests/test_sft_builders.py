@@ -38,8 +38,8 @@ def words(himtok):
 
 
 @pytest.fixture(scope="module")
-def coco(shared_data):
-    root = shared_data / "coco_val2014_100"
+def coco(test_data):
+    root = test_data / "coco_val2014_100"
     return DatasetSource("coco", annotations=root / "instances_val2014_100.json", images=root / "images")
 
 
@@ -194,8 +194,11 @@ def test_gcg_wraps_phrases_then_masks(coco_images, words, himtok, tmp_path, coco
     assert again.samples[0].turns == result.samples[0].turns
 
 
-def test_psg_lines(shared_data, words, himtok, tmp_path):
-    root = shared_data / "coco_panoptic_sample"
+def test_psg_lines(test_data, words, himtok, tmp_path):
+    from real_data import stand_in_images
+
+    root = test_data / "coco_panoptic_sample"
+    photos = stand_in_images(root / "panoptic_examples.json", tmp_path / "photos")  # CC BY-NC originals
     pan = json.loads((root / "panoptic_examples.json").read_text())
     cats = sorted(pan["categories"], key=lambda c: c["id"])
     things = [c for c in cats if c["isthing"]]
@@ -216,14 +219,16 @@ def test_psg_lines(shared_data, words, himtok, tmp_path):
     from masktok.eval.scene_datasets import read_openpsg
 
     dataset = read_openpsg(tmp_path / "psg.json", root / "panoptic_examples")
-    result = sft.build_psg(dataset, root / "input_images", words, config(tmp_path))
+    result = sft.build_psg(dataset, photos, words, config(tmp_path))
     build_and_check(result, himtok, tmp_path / "out")
     lines = result.samples[0].turns[0].assistant.split("\n")
     assert len(lines) == 2  # the repeated triplet once
     assert re.fullmatch(r"[a-z ]+<\|mt_start\|>.*<\|mt_end\|> on [a-z ]+<\|mt_start\|>.*<\|mt_end\|>", lines[0])
 
 
-def test_instance_from_coco_panoptic_and_yolo(shared_data, coco, coco_images, words, himtok, tmp_path):
+def test_instance_from_coco_panoptic_and_yolo(test_data, coco, coco_images, words, himtok, tmp_path):
+    from real_data import stand_in_images, yolo_from_coco
+
     result = sft.build_instance(coco_images[:5], words, config(tmp_path), negatives=2)
     build_and_check(result, himtok, tmp_path / "coco")
     sample = result.samples[0]
@@ -231,22 +236,16 @@ def test_instance_from_coco_panoptic_and_yolo(shared_data, coco, coco_images, wo
     lines = sample.turns[0].assistant.split("\n")
     assert [line.split(": ")[0] for line in lines] == listed
     assert sum(line.endswith(": " + NO_TARGET_ANSWER) for line in lines) == 2
-    root = shared_data / "coco_panoptic_sample"
+    root = test_data / "coco_panoptic_sample"
     panoptic = sft.instance_images(DatasetSource(
-        "panoptic", annotations=root / "panoptic_examples.json",
-        panoptic_pngs=root / "panoptic_examples", images=root / "input_images"))
+        "panoptic", annotations=root / "panoptic_examples.json", panoptic_pngs=root / "panoptic_examples",
+        images=stand_in_images(root / "panoptic_examples.json", tmp_path / "photos")))
     build_and_check(sft.build_instance(panoptic, words, config(tmp_path)), himtok, tmp_path / "pan")
     names = [c["name"] for c in sorted(json.loads(coco.annotations.read_text())["categories"],
                                        key=lambda c: c["id"])]
-    root = shared_data / "coco128_seg"
-    for sub in ("images", "labels"):
-        (tmp_path / "yolo" / sub).mkdir(parents=True)
-    for image in sorted((root / "images" / "train2017").glob("*.jpg"))[:6]:
-        (tmp_path / "yolo" / "images" / image.name).symlink_to(image)
-        label = root / "labels" / "train2017" / f"{image.stem}.txt"
-        (tmp_path / "yolo" / "labels" / label.name).symlink_to(label)
-    yolo = sft.instance_images(DatasetSource("yolo", images=tmp_path / "yolo" / "images",
-                                             labels=tmp_path / "yolo" / "labels", class_names=names))
+    images, labels, yolo_names = yolo_from_coco(tmp_path / "yolo", 6)
+    assert yolo_names == names
+    yolo = sft.instance_images(DatasetSource("yolo", images=images, labels=labels, class_names=names))
     build_and_check(sft.build_instance(yolo, words, config(tmp_path)), himtok, tmp_path / "yolo_out")
 
 
@@ -328,6 +327,7 @@ def test_multi_round_brings_earlier_masks_back(coco_images, words, himtok, tmp_p
     assert answered_then_asked > 0
 
 
+@pytest.mark.slow
 def test_himtok_formats(coco_images, coco, words, himtok, tmp_path):
     targets = sft.targets_from_instances(coco_images[:6])
     result = sft.build_himtok(targets, words, config(tmp_path), mix=False, token_lengths=(2, 4))

@@ -26,9 +26,9 @@ def samtok_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def coco_subset(shared_data, tmp_path_factory) -> tuple[Path, Path, list[dict]]:
+def coco_subset(test_data, tmp_path_factory) -> tuple[Path, Path, list[dict]]:
     """Three real COCO images on disk with their annotations, and refs over two of them."""
-    root = shared_data / "coco_val2014_100"
+    root = test_data / "coco_val2014_100"
     data = json.loads((root / "instances_val2014_100.json").read_text())
     present = {p.name for p in (root / "images").iterdir()}
     with_anns = {a["image_id"] for a in data["annotations"] if not a["iscrowd"]}
@@ -102,5 +102,5 @@ def test_build_res_and_zoomed_region_captions_on_the_fly(samtok_dir, coco_subset
 
 
 def test_build_sft_reports_missing_inputs(tmp_path):
-    result = run("build-sft", "res", "--out", tmp_path)
-    assert result.exit_code == 1 and "--tokenizer" in result.output
+    result = run("build-sft", "res", "--out", tmp_path)  # the shipped tokenizer; no refs given
+    assert result.exit_code == 2 and "--annotations" in result.output

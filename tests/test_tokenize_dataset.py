@@ -26,6 +26,7 @@ from masktok.data.tokenize.pipeline import (
     tokenize_dataset,
 )
 from masktok.masks import mask_to_box, rle_to_mask
+from masktok.output_lock import lock_path, read_holder
 from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
 from masktok.words import format_mask_words
 
@@ -44,17 +45,12 @@ def tiny_himtok() -> HiMTok:
     return HiMTok.from_config(config, seed=0)
 
 
-def yolo_subset(shared: Path, dest: Path, count: int) -> DatasetSource:
-    """The first ``count`` images of the real YOLO-seg folder, linked into ``dest``."""
-    root = shared / "coco128_seg"
-    (dest / "images").mkdir(parents=True)
-    (dest / "labels").mkdir(parents=True)
-    for image in sorted((root / "images" / "train2017").glob("*.jpg"))[:count]:
-        (dest / "images" / image.name).symlink_to(image)
-        label = root / "labels" / "train2017" / f"{image.stem}.txt"
-        if label.is_file():
-            (dest / "labels" / label.name).symlink_to(label)
-    return DatasetSource("yolo", images=dest / "images", labels=dest / "labels")
+def yolo_subset(dest: Path, count: int) -> DatasetSource:
+    """A YOLO-seg folder of ``count`` real COCO images and their polygons (tests/data) in ``dest``."""
+    from real_data import yolo_from_coco
+
+    images, labels, _ = yolo_from_coco(dest, count)
+    return DatasetSource("yolo", images=images, labels=labels)
 
 
 def read_output(folder: Path) -> dict[str, list]:
@@ -73,8 +69,8 @@ def _config(out: Path, **kw) -> TokenizeConfig:
     return TokenizeConfig(output_dir=out, progress=False, **{"num_workers": 0, **kw})
 
 
-def test_yolo_rows_match_the_annotations(shared_data, tmp_path, himtok):
-    source = yolo_subset(shared_data, tmp_path / "yolo", 10)
+def test_yolo_rows_match_the_annotations(tmp_path, himtok):
+    source = yolo_subset(tmp_path / "yolo", 10)
     report = tokenize_dataset(source, himtok, _config(tmp_path / "out", images_per_shard=4,
                                                       images_per_call=3))
     out = tmp_path / "out"
@@ -118,11 +114,11 @@ def _filtered_coco(shared: Path, dest: Path, keep_present: int, keep_missing: in
     return DatasetSource("coco", annotations=path, images=root / "images")
 
 
-def test_coco_missing_images_fail_or_are_counted_with_samtok(shared_data, tmp_path):
+def test_coco_missing_images_fail_or_are_counted_with_samtok(test_data, tmp_path):
     from masktok.tokenizers.samtok import SAMTok, tiny_test_config
 
     samtok = SAMTok.from_config(tiny_test_config(), seed=0)
-    source = _filtered_coco(shared_data, tmp_path, keep_present=1, keep_missing=1)
+    source = _filtered_coco(test_data, tmp_path, keep_present=1, keep_missing=1)
     with pytest.raises(MissingImageError, match="not found"):
         tokenize_dataset(source, samtok, _config(tmp_path / "strict"))
     report = tokenize_dataset(source, samtok, _config(tmp_path / "lenient", missing_images="skip"))
@@ -137,13 +133,13 @@ def test_coco_missing_images_fail_or_are_counted_with_samtok(shared_data, tmp_pa
     assert report.skipped_missing_images == 0 and len(set(read_output(tmp_path / "himtok")["image_id"])) == 2
 
 
-def test_samtok_streams_the_loaded_images_in_order(shared_data, tmp_path):
+def test_samtok_streams_the_loaded_images_in_order(test_data, tmp_path):
     """SAMTok reads the loader as a stream (batches of 2 images, 2 workers, a skipped missing
     image in the middle): every row's codes are those of encoding its image alone."""
     from masktok.tokenizers.samtok import SAMTok, tiny_test_config
 
     samtok = SAMTok.from_config(tiny_test_config(), seed=0)
-    source = _filtered_coco(shared_data, tmp_path, keep_present=4, keep_missing=1)
+    source = _filtered_coco(test_data, tmp_path, keep_present=4, keep_missing=1)
     data = json.loads(source.annotations.read_text())
     data["images"].insert(1, data["images"].pop())  # the missing image second
     source.annotations.write_text(json.dumps(data))
@@ -183,10 +179,11 @@ def test_a_loaded_group_travels_as_one_buffer_and_comes_back_equal():
                 assert torch.equal(back.pixels, item.pixels)
 
 
-def test_panoptic_segments_keep_their_ids(shared_data, tmp_path, himtok):
-    root = shared_data / "coco_panoptic_sample"
+def test_panoptic_segments_keep_their_ids(test_data, tmp_path, himtok):
+    """HiMTok reads no image: the panoptic JSON and PNGs alone (no image folder) are enough."""
+    root = test_data / "coco_panoptic_sample"
     source = DatasetSource("panoptic", annotations=root / "panoptic_examples.json",
-                           panoptic_pngs=root / "panoptic_examples", images=root / "input_images")
+                           panoptic_pngs=root / "panoptic_examples")
     tokenize_dataset(source, himtok, _config(tmp_path / "out", num_workers=2))
     rows = read_output(tmp_path / "out")
     data = json.loads((root / "panoptic_examples.json").read_text())
@@ -196,8 +193,8 @@ def test_panoptic_segments_keep_their_ids(shared_data, tmp_path, himtok):
     assert len(segments) == 50
 
 
-def test_refs_tokenize_only_referred_instances(shared_data, tmp_path, himtok):
-    coco = shared_data / "coco_val2014_100" / "instances_val2014_100.json"
+def test_refs_tokenize_only_referred_instances(test_data, tmp_path, himtok):
+    coco = test_data / "coco_val2014_100" / "instances_val2014_100.json"
     anns = json.loads(coco.read_text())["annotations"]
     picked = [anns[3], anns[40], anns[41], anns[200]]
     refs = [{"ref_id": k, "image_id": a["image_id"], "ann_id": a["id"], "split": "val",
@@ -206,7 +203,7 @@ def test_refs_tokenize_only_referred_instances(shared_data, tmp_path, himtok):
     path = tmp_path / "refs.json"
     path.write_text(json.dumps(refs))
     source = DatasetSource("refs", annotations=path, instances=coco,
-                           images=shared_data / "coco_val2014_100" / "images", split="val")
+                           images=test_data / "coco_val2014_100" / "images", split="val")
     tokenize_dataset(source, himtok, _config(tmp_path / "out"))
     rows = read_output(tmp_path / "out")
     assert sorted(rows["annotation_id"]) == sorted(str(a["id"]) for a in picked[:3])
@@ -233,8 +230,8 @@ def _sa1b_records(shared: Path, dest: Path, count: int) -> list[Path]:
     return paths
 
 
-def test_sa1b_json_folder_and_tar_shards_agree(shared_data, tmp_path, himtok):
-    paths = _sa1b_records(shared_data, tmp_path / "sa1b", 4)
+def test_sa1b_json_folder_and_tar_shards_agree(test_data, tmp_path, himtok):
+    paths = _sa1b_records(test_data, tmp_path / "sa1b", 4)
     tokenize_dataset(DatasetSource("sa1b", images=tmp_path / "sa1b"), himtok,
                      _config(tmp_path / "loose", images_per_shard=2))
     tars = []
@@ -251,8 +248,8 @@ def test_sa1b_json_folder_and_tar_shards_agree(shared_data, tmp_path, himtok):
     assert loose == packed and len(loose["codes"]) > 10
 
 
-def test_ranks_workers_and_overlap_do_not_change_the_output(shared_data, tmp_path, himtok):
-    source = yolo_subset(shared_data, tmp_path / "yolo", 9)
+def test_ranks_workers_and_overlap_do_not_change_the_output(tmp_path, himtok):
+    source = yolo_subset(tmp_path / "yolo", 9)
     single = tokenize_dataset(source, himtok, _config(tmp_path / "one", images_per_shard=2,
                                                       num_workers=2, overlap=False))
     assert single.complete
@@ -266,8 +263,8 @@ def test_ranks_workers_and_overlap_do_not_change_the_output(shared_data, tmp_pat
     assert json.loads((out / USAGE).read_text()) == json.loads((tmp_path / "one" / USAGE).read_text())
 
 
-def test_a_rerun_with_other_settings_is_refused(shared_data, tmp_path, himtok):
-    source = yolo_subset(shared_data, tmp_path / "yolo", 2)
+def test_a_rerun_with_other_settings_is_refused(tmp_path, himtok):
+    source = yolo_subset(tmp_path / "yolo", 2)
     tokenize_dataset(source, himtok, _config(tmp_path / "out"))
     again = tokenize_dataset(source, himtok, _config(tmp_path / "out"))
     assert again.shards_written == [] and again.shards_skipped == ["part-00000"]
@@ -275,8 +272,8 @@ def test_a_rerun_with_other_settings_is_refused(shared_data, tmp_path, himtok):
         tokenize_dataset(source, himtok, _config(tmp_path / "out", num_codes=4))
 
 
-def test_empty_masks_fail_or_are_counted(shared_data, tmp_path, himtok):
-    source = _filtered_coco(shared_data, tmp_path, keep_present=1, keep_missing=0)
+def test_empty_masks_fail_or_are_counted(test_data, tmp_path, himtok):
+    source = _filtered_coco(test_data, tmp_path, keep_present=1, keep_missing=0)
     data = json.loads(source.annotations.read_text())
     img = data["images"][0]
     empty = {"size": [img["height"], img["width"]], "counts": [img["height"] * img["width"]]}
@@ -328,14 +325,17 @@ def _child(yolo_dir: str, out: str, kill_at: int) -> None:
                      tokenizer_id="tiny-himtok")
 
 
-def test_killed_run_resumes_to_the_same_output(shared_data, tmp_path):
-    source = yolo_subset(shared_data, tmp_path / "yolo", 12)
+def test_killed_run_resumes_to_the_same_output(tmp_path, caplog):
+    source = yolo_subset(tmp_path / "yolo", 12)
     out = tmp_path / "resumed"
     # every image here has masks, so encode call k is image k: die inside the second shard
-    child = subprocess.run([sys.executable, __file__, str(tmp_path / "yolo"), str(out), "5"],
-                           capture_output=True, text=True, timeout=120)
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    child = subprocess.Popen([sys.executable, __file__, str(tmp_path / "yolo"), str(out), "5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = child.communicate()
+    assert child.returncode == -signal.SIGKILL, stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.parquet")) == ["part-00000.parquet"]
+    left = read_holder(lock_path(out, "rank0"))
+    assert left is not None and left.pid == child.pid  # the killed run's lock stays behind
     assert not (out / SUCCESS).exists()
     done = (out / "part-00000.parquet").stat()
     # also a damaged shard file and a stale partial write, as a crash elsewhere could leave
@@ -345,6 +345,8 @@ def test_killed_run_resumes_to_the_same_output(shared_data, tmp_path):
     report = tokenize_dataset(source, tok, _config(out, images_per_shard=3, images_per_call=1),
                               tokenizer_id="tiny-himtok")
     assert report.shards_skipped == ["part-00000"] and report.shards_redone == ["part-00002"]
+    assert "stale lock" in caplog.text and f"pid {child.pid}" in caplog.text  # taken over, said so
+    assert not lock_path(out, "rank0").exists()  # and given back at the end
     assert report.shards_written == ["part-00001", "part-00002", "part-00003"] and report.complete
     assert (out / "part-00000.parquet").stat().st_mtime_ns == done.st_mtime_ns
     assert not list(out.glob("*.tmp"))

@@ -7,6 +7,7 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -41,6 +42,7 @@ def _worker(rank: int, world: int, port: int, model_dir: str, run_dir: str, out_
                 "first_batch": recipe.batch(0)}, Path(out_dir) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_two_process_ddp_step_keeps_ema_codebooks_in_sync(tmp_path):
     from masktok.tokenizers.himtok import HiMTok
 

@@ -200,9 +200,9 @@ def test_a_new_start_closes_the_open_span():
     assert second.ok and second.codes == (1, 0)
 
 
-def test_strict_parse_of_real_himtok_answers(shared_data):
+def test_strict_parse_of_real_himtok_answers(test_data):
     rows = [json.loads(line) for line in
-            (shared_data / "refseg_examples" / "anns" / "seg_data_with_mask.jsonl").read_text().splitlines()]
+            (test_data / "refseg_examples" / "anns" / "seg_data_with_mask.jsonl").read_text().splitlines()]
     assert rows
     for row in rows:
         answer = next(turn["value"] for turn in row["conversations"] if turn["from"] == "gpt")

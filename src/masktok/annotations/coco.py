@@ -104,7 +104,12 @@ def read_coco_instances(path: str | Path) -> list[ImageAnnotations]:
             size disagrees with the image, missing fields.
     """
     path = Path(path)
-    data = load_json(path)
+    return coco_instances_from_data(path, load_json(path))
+
+
+def coco_instances_from_data(path: Path, data: Any) -> list[ImageAnnotations]:
+    """:func:`read_coco_instances` on an already parsed file (``path`` names it in errors);
+    readers of COCO-style formats (LVIS) share it."""
     _top_level(path, data, ("images", "annotations", "categories"))
     images = _read_images(path, data)
     names = _read_category_names(path, data)

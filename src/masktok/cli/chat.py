@@ -10,13 +10,19 @@ from rich.console import Console
 
 
 def chat(
-    model: Path = typer.Option(..., "--model", help="Chat folder: official SAMTok VLM or masktok-saved."),
+    folder: Path = typer.Argument(None, help="Chat folder: an official SAMTok / InternVL-HiMTok model folder, "
+                                        "or one written by masktok (save_pretrained, train sft/grpo)."),
+    model: Path = typer.Option(None, "--model", help="The chat folder (same as FOLDER)."),
+    tokenizer: Path = typer.Option(None, "--tokenizer", help="Mask tokenizer (file or folder) to pair with "
+                                   "the VLM instead of the folder's own."),
     image: Path = typer.Option(..., "--image", help="Image file."),
     prompt: str = typer.Option(..., "--prompt", help="The question; '<mask>' marks where a --mask goes."),
     mask: list[Path] = typer.Option(None, "--mask", help="Mask PNG(s) of the image (repeatable)."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for the overlay PNG and RLE JSON."),
     max_new_tokens: int = typer.Option(512, help="Generation budget."),
     constrained: bool = typer.Option(True, help="Grammar-constrained mask words."),
+    refine: str = typer.Option(None, "--refine", help="Refine decoded masks with a SAM 2 refiner: 'sam2'."),
+    refiner: Path = typer.Option(None, "--refiner", help="Refiner for --refine (default: the folder's refiner/)."),
     device: str = typer.Option("cpu", help="torch device, e.g. cuda."),
     stream: bool = typer.Option(False, help="Print the answer while it is generated."),
 ) -> None:
@@ -29,13 +35,33 @@ def chat(
     from masktok.masks.render import render_masks
     from masktok.mllm.streaming import AnswerDone, MaskReady, TextChunk
 
+    from masktok.cli.tokenizer_option import check_device
+    from masktok.tokenizers.samtok.preprocess import load_rgb
+
     console = Console()
-    if not image.is_file():
-        raise typer.BadParameter(f"{image} is not a file", param_hint="--image")
-    picture = Image.open(image).convert("RGB")
-    masks = np.stack([read_mask_png(p) for p in mask]) if mask else None
-    session = MaskChat.from_pretrained(model, device=device)
+    check_device(device)
+    if (folder is None) == (model is None):
+        raise typer.BadParameter("give the chat folder once: as FOLDER or as --model", param_hint="FOLDER")
+    hint = "FOLDER" if model is None else "--model"
+    folder = folder or model
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder}: no such folder", param_hint=hint)
+    picture = Image.fromarray(load_rgb(image, name="--image"))
+    masks = None
+    if mask:
+        read = [read_mask_png(p) for p in mask]
+        for path, one in zip(mask, read):
+            if one.shape != (picture.height, picture.width):
+                raise typer.BadParameter(f"{path} is {one.shape[0]}x{one.shape[1]} (HxW) but the image is "
+                                         f"{picture.height}x{picture.width}", param_hint="--mask")
+        masks = np.stack(read)
+    session = MaskChat.from_pretrained(folder, device=device, mask_tokenizer=tokenizer, refine=refine,
+                                       refiner=refiner)
     overrides = dict(max_new_tokens=max_new_tokens, constrained=constrained)
+    if stream and session.settings.soft_decoding:
+        console.print("note: streaming decodes masks from their codes (the folder's soft decoding needs the "
+                      "whole answer's logits)", style="yellow")
+        overrides["soft_decoding"] = False
     try:
         conversation = session.start(picture)
         session.add_user_turn(conversation, prompt, masks)

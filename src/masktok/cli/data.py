@@ -9,6 +9,8 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_path
+
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 
@@ -16,7 +18,9 @@ SOURCE_HELP = "coco | panoptic | refs | yolo | sa1b | sa1b-tar"
 
 
 def _device(device: Optional[str]) -> str:
+    """``--device``, checked (default: cuda:LOCAL_RANK when a GPU is there, else cpu)."""
     if device is not None:
+        check_device(device)
         return device
     import torch
 
@@ -45,18 +49,15 @@ def _source(kind: str, annotations: Optional[Path], images: Optional[Path],
                          split=split, tars=tuple(tars or ()), orphan_labels=orphan_labels)
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code=1)
-
-
 @app.command("tokenize-dataset")
 def tokenize_dataset_command(
     kind: str = typer.Argument(..., help=f"Dataset layout: {SOURCE_HELP}."),
-    tokenizer: Path = typer.Option(..., help="Mask tokenizer (folder or official checkpoint)."),
-    out: Path = typer.Option(..., help="Output folder (Parquet shards, manifest, _SUCCESS)."),
+    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, help=TOKENIZER_HELP),
+    out: Path = typer.Option(..., help="Output folder (Parquet shards, manifest, _SUCCESS); one run at a time."),
     annotations: Optional[Path] = typer.Option(None, help="COCO / panoptic JSON, or refs file."),
-    images: Optional[Path] = typer.Option(None, help="Image folder (sa1b: JSON + JPEG folder)."),
+    images: Optional[Path] = typer.Option(None, help="Image folder (sa1b: JSON + JPEG folder); coco, panoptic "
+                                                     "and refs need it only for tokenizers that read images "
+                                                     "(SAMTok)."),
     instances: Optional[Path] = typer.Option(None, help="refs: the COCO instances JSON."),
     panoptic_pngs: Optional[Path] = typer.Option(None, help="panoptic: the id-PNG folder."),
     labels: Optional[Path] = typer.Option(None, help="yolo: the labels folder."),
@@ -84,9 +85,18 @@ def tokenize_dataset_command(
     """
     import torch
 
-    from masktok.data.tokenize.pipeline import TokenizeConfig, tokenize_dataset, usage_table
+    from masktok.data.tokenize.pipeline import (
+        TokenizeConfig,
+        check_dependencies,
+        needs_image,
+        tokenize_dataset,
+        usage_table,
+    )
     from masktok.tokenizers import load_tokenizer
 
+    check_dependencies()  # before any work
+    tokenizer_folder = tokenizer_path(tokenizer)
+    device_name = _device(device)
     started_group = False
     try:
         source = _source(kind, annotations, images, instances, panoptic_pngs, labels, names, split,
@@ -99,15 +109,16 @@ def tokenize_dataset_command(
         if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("gloo")
             started_group = True
-        mask_tokenizer = load_tokenizer(tokenizer, device=_device(device),
+        mask_tokenizer = load_tokenizer(tokenizer_folder, device=device_name,
                                         **({"compile": True} if compile else {}))
+        if source.images is None and needs_image(mask_tokenizer):
+            raise typer.BadParameter(f"the {mask_tokenizer.vocabulary.name} tokenizer reads the images; pass "
+                                     "--images", param_hint="--images")
         capture = getattr(mask_tokenizer, "capture_image_encoder", None)
-        if cuda_graphs and callable(capture) and _device(device).startswith("cuda"):
+        if cuda_graphs and callable(capture) and device_name.startswith("cuda"):
             capture([images_per_batch])
         report = tokenize_dataset(source, mask_tokenizer, config,
-                                  tokenizer_id=str(tokenizer.resolve()))
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+                                  tokenizer_id=str(tokenizer_folder.resolve()))
     finally:
         if started_group:
             torch.distributed.destroy_process_group()
@@ -124,16 +135,18 @@ def tokenize_dataset_command(
         console.print(f"{out} is not complete yet (other ranks or an interrupted run)")
 
 
-TASK_HELP = "res | gres | gcg | psg | instance | region_caption | region_vqa | multi_round | himtok"
+TASKS = ("res", "gres", "gcg", "psg", "instance", "region_caption", "region_vqa", "multi_round", "himtok")
+TASK_HELP = " | ".join(TASKS)
+OUTPUT_FORMATS = ("llava", "trl")
 
 
-def _words(tokenizer: Optional[Path], parquet: Optional[Path], device: Optional[str]) -> Any:
+def _words(tokenizer: Optional[str], parquet: Optional[Path], device: Optional[str]) -> Any:
     from masktok.data.sft import ParquetWords, TokenizerWords
     from masktok.tokenizers import load_tokenizer
 
     if tokenizer is None and parquet is None:
-        raise ValueError("give --tokenizer (words on the fly) or --parquet (a tokenize-dataset output)")
-    mask_tokenizer = load_tokenizer(tokenizer, device=_device(device)) if tokenizer else None
+        tokenizer = DEFAULT_TOKENIZER
+    mask_tokenizer = load_tokenizer(tokenizer_path(tokenizer), device=_device(device)) if tokenizer else None
     if parquet is not None:
         return ParquetWords(parquet, mask_tokenizer)
     return TokenizerWords(mask_tokenizer)
@@ -151,6 +164,20 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
     from masktok.annotations.grandf import read_grandf
 
     ann, images = o["annotations"], o["images"]
+    from masktok.data.sft.himtok_jsonl import (
+        build_from_himtok_jsonl,
+        is_himtok_sft_jsonl,
+        read_himtok_sft_jsonl,
+    )
+
+    if ann is not None and is_himtok_sft_jsonl(ann):
+        if task not in ("himtok", "res"):
+            raise ValueError(f"{ann} is HiMTok's SFT format (one image and one mask PNG per record, "
+                             "placeholder mask words in the answers): read it with `masktok build-sft "
+                             "himtok` or `res`, or replace its placeholders in place with `masktok "
+                             f"convert-sft-masks`; task {task!r} needs other annotations")
+        records = read_himtok_sft_jsonl(ann, images)
+        return build_from_himtok_jsonl(records, words, config, task=task)
 
     def refs() -> list:
         return sft.read_refs(_need(ann, "--annotations (refs)", task),
@@ -159,6 +186,8 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
 
     def instance_images() -> list:
         kind = o["source"]
+        if kind != "yolo":
+            _need(images, "--images", task)
         return sft.instance_images(_source(kind, ann, images, o["instances"], o["panoptic_pngs"],
                                            o["labels"], o["names"], o["split"], None,
                                            o["orphan_labels"]))
@@ -206,10 +235,12 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
 def build_sft_command(
     task: str = typer.Argument(..., help=TASK_HELP),
     out: Path = typer.Option(..., help="Output folder."),
-    tokenizer: Optional[Path] = typer.Option(None, help="Mask tokenizer for words on the fly (and zoom crops)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Mask tokenizer for words on the fly (and zoom crops): "
+                                                       "'default' (the shipped one; the default without "
+                                                       "--parquet) or a tokenizer folder or file."),
     parquet: Optional[Path] = typer.Option(None, help="A finished tokenize-dataset output to read words from."),
     annotations: Optional[Path] = typer.Option(None, help="The task's annotation file (see the docs)."),
-    images: Optional[Path] = typer.Option(None, help="Image folder."),
+    images: Optional[Path] = typer.Option(None, help="Image folder (HiMTok SFT JSONL: the root its image/mask paths are relative to; default the JSONL's folder)."),
     instances: Optional[Path] = typer.Option(None, help="COCO instances JSON the refs point into."),
     captions: Optional[Path] = typer.Option(None, help="gcg: GLaMM caption GT (with --annotations = mask GT)."),
     source: str = typer.Option("coco", help="instance / multi_round / himtok input: coco | panoptic | yolo | refs."),
@@ -233,33 +264,84 @@ def build_sft_command(
     device: Optional[str] = typer.Option(None, help="Tokenizer device (default cuda when available)."),
 ) -> None:
     """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders."""
-    from masktok.data.sft import BuildConfig, write_build
-    from masktok.data.sft.card import hf_token_counter
-    from masktok.masks.zoom import ZoomConfig
+    from masktok.output_lock import OutputLock
 
-    try:
-        words = _words(tokenizer, parquet, device)
-        config = BuildConfig(seed=seed, zoom=ZoomConfig() if zoom else None,
-                             crops_dir=out / "crops", max_samples=max_samples,
-                             missing_images="skip" if skip_missing_images else "error")
-        options = dict(annotations=annotations, images=images, instances=instances,
-                       captions=captions, source=source, panoptic_pngs=panoptic_pngs,
-                       labels=labels, names=names, orphan_labels=orphan_labels, split=split,
-                       style=style, negatives=negatives, rounds=rounds,
-                       himtok_formats=himtok_formats)
-        result = _build(task, words, config, options)
-        counter = None
-        if text_tokenizer is not None:
-            from transformers import AutoTokenizer
-            counter = hf_token_counter(AutoTokenizer.from_pretrained(text_tokenizer),
-                                       words.vocabulary)
-        written = write_build(result, words.vocabulary, out,
-                              formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                              render=render, seed=seed, relative_to=relative_to,
-                              count_tokens=counter, console=console)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    if task not in TASKS:
+        raise typer.BadParameter(f"expected one of {', '.join(TASKS)}, got {task!r}", param_hint="TASK")
+    output_formats = tuple(f.strip() for f in formats.split(",") if f.strip())
+    unknown = [f for f in output_formats if f not in OUTPUT_FORMATS]
+    if unknown or not output_formats:
+        raise typer.BadParameter(f"expected a comma-separated list of {', '.join(OUTPUT_FORMATS)}, got "
+                                 f"{formats!r}", param_hint="--formats")
+    if text_tokenizer is not None and not text_tokenizer.is_dir():
+        raise typer.BadParameter(f"{text_tokenizer}: no such folder (a local Hugging Face tokenizer)",
+                                 param_hint="--text-tokenizer")
+    if parquet is not None:
+        from masktok.data.tokenize.pipeline import check_dependencies
+
+        check_dependencies()  # reading Parquet needs pyarrow
+    with OutputLock(out, command=f"masktok build-sft {task}"):
+        written = _build_and_write(task, tokenizer, parquet, device, out, seed, zoom, max_samples,
+                                   skip_missing_images, output_formats, render, relative_to,
+                                   text_tokenizer, dict(
+                                       annotations=annotations, images=images, instances=instances,
+                                       captions=captions, source=source, panoptic_pngs=panoptic_pngs,
+                                       labels=labels, names=names, orphan_labels=orphan_labels,
+                                       split=split, style=style, negatives=negatives, rounds=rounds,
+                                       himtok_formats=himtok_formats))
     for name, path in written.files.items():
         console.print(f"{name}: {path}")
     for path in written.rendered:
         console.print(f"rendered: {path}")
+
+
+def _build_and_write(task: str, tokenizer: Optional[str], parquet: Optional[Path], device: Optional[str],
+                     out: Path, seed: int, zoom: bool, max_samples: Optional[int], skip_missing_images: bool,
+                     output_formats: tuple[str, ...], render: int, relative_to: Optional[Path],
+                     text_tokenizer: Optional[Path], options: dict[str, Any]) -> Any:
+    from masktok.data.sft import BuildConfig, write_build
+    from masktok.data.sft.card import hf_token_counter
+    from masktok.masks.zoom import ZoomConfig
+
+    words = _words(tokenizer, parquet, device)
+    config = BuildConfig(seed=seed, zoom=ZoomConfig() if zoom else None,
+                         crops_dir=out / "crops", max_samples=max_samples,
+                         missing_images="skip" if skip_missing_images else "error")
+    result = _build(task, words, config, options)
+    counter = None
+    if text_tokenizer is not None:
+        from transformers import AutoTokenizer
+        counter = hf_token_counter(AutoTokenizer.from_pretrained(text_tokenizer),
+                                   words.vocabulary)
+    return write_build(result, words.vocabulary, out, formats=output_formats, render=render, seed=seed,
+                       relative_to=relative_to, count_tokens=counter, console=console)
+
+
+@app.command("convert-sft-masks")
+def convert_sft_masks_command(
+    source: Path = typer.Argument(..., help="A HiMTok SFT JSONL, or a folder searched for them (recursively)."),
+    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, help=TOKENIZER_HELP),
+    out: Path = typer.Option(..., help="Output folder (the same relative layout)."),
+    root: Optional[Path] = typer.Option(None, help="Folder the 'image'/'mask' paths are relative to "
+                                                   "(default: SOURCE if a folder, else the JSONL's folder)."),
+    threshold: int = typer.Option(127, min=0, max=254, help="Mask PNG foreground: grey level > threshold."),
+    skip_missing: bool = typer.Option(False, help="Leave out (and count) records whose image or mask is missing."),
+    batch: int = typer.Option(64, min=1, help="Records between progress updates and flushes."),
+    device: Optional[str] = typer.Option(None, help="Tokenizer device (default cuda when available)."),
+) -> None:
+    """Replace the placeholder mask words of HiMTok SFT data with real words (resumable)."""
+    from rich.progress import track
+
+    from masktok.data.sft import TokenizerWords
+    from masktok.data.sft.himtok_jsonl import convert_himtok_sft
+    from masktok.tokenizers import load_tokenizer
+
+    words = TokenizerWords(load_tokenizer(tokenizer_path(tokenizer), device=_device(device)))
+    report = convert_himtok_sft(source, out, words, root=root, threshold=threshold,
+                                skip_missing=skip_missing, batch=batch,
+                                progress=lambda it, name, n: track(it, description=name, total=n,
+                                                                   console=console))
+    for name, counts in report.files.items():
+        console.print(f"{name}: {counts['converted']} converted, {counts['already_done']} already done, "
+                      f"{counts['missing_files']} skipped (missing image or mask)")
+    console.print(report.summary())

@@ -9,9 +9,9 @@ from rich.console import Console
 
 
 def demo(
-    tokenizer: Path = typer.Option(None, "--tokenizer",
-                                   help="Tokenizer file or folder (default: the chat model's, "
-                                        "else masktok's bundled default)."),
+    tokenizer: str = typer.Option(None, "--tokenizer",
+                                  help="Tokenizer: 'default' (the shipped one), or a tokenizer file or folder "
+                                       "(when left out: the chat model's, else the shipped one)."),
     model: Path = typer.Option(None, "--model",
                                help="Chat folder (official SAMTok VLM or masktok-saved) for the "
                                     "Chat tab."),
@@ -23,19 +23,17 @@ def demo(
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda."),
 ) -> None:
     """Serve the demo: Tokenize (mask → words → mask), Decode (text → masks) and Chat tabs."""
+    from masktok.cli.tokenizer_option import check_device, tokenizer_path
+    from masktok.errors import require_module
+
     console = Console()
+    require_module("gradio", "the demo", "demo")  # before masktok.demo, which imports it
     from masktok.demo import build_app, launch_app, load_demo_models  # turns telemetry off first
 
-    try:
-        import gradio  # noqa: F401
-    except ImportError as err:
-        raise typer.BadParameter(f"the demo needs gradio: pip install 'masktok[demo]' ({err})") from err
-
+    check_device(device)
+    folder = tokenizer_path(tokenizer) if tokenizer is not None else None
     with console.status("loading models…"):
-        try:
-            models = load_demo_models(tokenizer=tokenizer, model=model, device=device)
-        except (ValueError, FileNotFoundError) as err:
-            raise typer.BadParameter(str(err)) from err
+        models = load_demo_models(tokenizer=folder, model=model, device=device)
     app = build_app(models)
     url = launch_app(app, host=host, port=port, share=share, block=False)
     console.print(f"masktok demo running at {url} (Ctrl+C to stop)", style="green")

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_path
+
 app = typer.Typer(help="Evaluate predictions: RES, GRES, REC, GCG, PSG, open-vocabulary "
                        "segmentation, tokenizer reconstruction, mask perception.",
                   no_args_is_help=True)
@@ -20,8 +22,10 @@ console = Console()
 
 PRED = typer.Option(..., "--predictions", "-p", exists=True, dir_okay=False, help="Prediction JSONL.")
 OUT = typer.Option(..., "--out", "-o", file_okay=False, help="Report folder (created).")
-TOKENIZER = typer.Option(None, "--tokenizer", "-t", exists=True,
-                         help="Tokenizer folder/file to decode mask words in text answers.")
+TOKENIZER = typer.Option(None, "--tokenizer", "-t",
+                         help="Tokenizer that decodes the mask words of text answers: the one the predictions "
+                              "were made with ('default' for the shipped one, or a folder/file). There is no "
+                              "implicit default: another tokenizer's words would decode into wrong masks.")
 TOKENIZER_KIND = typer.Option(None, "--tokenizer-kind",
                               help="himtok, samtok or package.module:Class (default: detected).")
 IMAGES = typer.Option(None, "--images", exists=True, file_okay=False,
@@ -30,18 +34,33 @@ DEVICE = typer.Option("cpu", "--device", help="Device for the tokenizer (and IoU
 LENIENT = typer.Option(False, "--lenient", help="Repair malformed mask words (repairs are reported).")
 ALLOW_MISSING = typer.Option(False, "--allow-missing",
                              help="Score samples without a prediction as empty answers.")
+REFINE = typer.Option(None, "--refine", help="Refine decoded masks with a SAM 2 refiner: 'sam2' (needs --images).")
+REFINER = typer.Option(None, "--refiner", exists=True,
+                       help="The refiner for --refine: a masktok refiner folder or a sam2.1_hiera_*.pt file.")
 WORST = typer.Option(5, "--worst", min=0, help="How many worst-case overlays to draw.")
+PROTOCOL = typer.Option("reference", "--protocol",
+                        help="reference: the published evaluation code exactly (comparable with "
+                             "papers); strict: masktok's variant (docs/eval.md lists the differences).")
 
 
-def _tokenizer(path: Optional[Path], kind: Optional[str], device: str) -> Any:
+def _tokenizer(path: Optional[str], kind: Optional[str], device: str, refine: Optional[str] = None,
+               refiner: Optional[Path] = None) -> Any:
+    check_device(device)
     if path is None:
+        if refine is not None:
+            raise typer.BadParameter("--refine refines decoded mask words: it needs --tokenizer",
+                                     param_hint="--refine")
         return None
     from masktok.eval.runner import load_tokenizer
+    from masktok.tokenizers.refine import with_refinement
 
-    return load_tokenizer(path, kind, device=device)
+    return with_refinement(load_tokenizer(tokenizer_path(path), kind, device=device), refine, refiner,
+                           device=device)
 
 
 def _show(result: Any) -> None:
+    if result.headline:
+        console.print(f"[bold red]{result.headline}[/]")
     table = Table(title=f"masktok eval {result.task}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -59,12 +78,7 @@ def _show(result: Any) -> None:
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        result = fn(*args, **kwargs)
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
-    _show(result)
+    _show(fn(*args, **kwargs))
 
 
 @app.command("res")
@@ -75,14 +89,16 @@ def res(predictions: Path = PRED,
         instances: Optional[Path] = typer.Option(None, "--instances", exists=True,
                                                  help="COCO instances JSON for a refs file."),
         split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+        allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Referring expression segmentation: cIoU, gIoU, Pr@0.5…0.9."""
     from masktok.eval.runner import run_referring
 
-    _run(run_referring, "res", predictions, annotations, out, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+    _run(run_referring, "res", predictions, annotations, out, protocol=protocol, instances=instances,
+         split=split,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
 
@@ -94,14 +110,16 @@ def gres(predictions: Path = PRED,
          instances: Optional[Path] = typer.Option(None, "--instances", exists=True,
                                                   help="COCO instances JSON for a grefs file."),
          split: Optional[str] = typer.Option(None, "--split", help="Refs split (val, testA, …)."),
-         tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+         tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+         refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
          images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-         allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+         allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Generalised RES (gRefCOCO, ReLA's evaluator): cIoU, gIoU, N-acc, T-acc, Pr@0.7…0.9."""
     from masktok.eval.runner import run_referring
 
-    _run(run_referring, "gres", predictions, annotations, out, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+    _run(run_referring, "gres", predictions, annotations, out, protocol=protocol, instances=instances,
+         split=split,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst, device=None if device == "cpu" else device)
 
 
@@ -111,16 +129,18 @@ def rec(predictions: Path = PRED,
                                          help="Referring JSONL, refs(.p/.json) or COCO instances."),
         out: Path = OUT,
         box_format: str = typer.Option("internvl", "--box-format",
-                                       help="internvl (0-999), qwen_norm (0-1000), qwen_abs, pixels."),
+                                       help="internvl (InternVL, HiMTok), qwen_vl (Qwen-VL), qwen_norm "
+                                            "(Qwen2-VL, Qwen3-VL: 0-1000), qwen_abs (Qwen2.5-VL), pixels."),
         input_size: Optional[str] = typer.Option(None, "--input-size",
                                                  help="WxH of the frame qwen_abs boxes refer to."),
         box_from_masks: bool = typer.Option(False, "--box-from-masks",
                                             help="Score the tight box of the answer's masks."),
         instances: Optional[Path] = typer.Option(None, "--instances", exists=True),
         split: Optional[str] = typer.Option(None, "--split"),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+        allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Referring expression comprehension: Acc@0.5/0.7/0.9 of boxes."""
     from masktok.eval.runner import run_rec
 
@@ -129,12 +149,15 @@ def rec(predictions: Path = PRED,
         try:
             w, h = (int(v) for v in input_size.lower().split("x"))
         except ValueError:
-            console.print(f"[red]error:[/] --input-size must look like 1288x728, got {input_size!r}")
-            raise typer.Exit(code=2) from None
+            raise typer.BadParameter(f"expected WxH, e.g. 1288x728, got {input_size!r}",
+                                     param_hint="--input-size") from None
+        if w <= 0 or h <= 0:
+            raise typer.BadParameter(f"expected positive WxH, got {input_size!r}", param_hint="--input-size")
         frame = (w, h)
-    _run(run_rec, predictions, annotations, out, box_format=box_format, input_size=frame,
+    _run(run_rec, predictions, annotations, out, box_format=box_format, protocol=protocol,
+         input_size=frame,
          box_from_masks=box_from_masks, instances=instances, split=split,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
 
 
@@ -145,23 +168,28 @@ def gcg(predictions: Path = PRED,
         out: Path = OUT,
         captions: Optional[Path] = typer.Option(None, "--captions", exists=True,
                                                 help="GLaMM's *_gcg_coco_caption_gt.json."),
-        text_model: Optional[Path] = typer.Option(None, "--text-model", exists=True, file_okay=False,
-                                                  help="Local transformers encoder for phrase similarity "
-                                                       "(GLaMM: bert-base-uncased); default: lexical."),
+        text_model: Optional[str] = typer.Option(
+            None, "--text-model",
+            help="Phrase-similarity encoder: a model folder, a model name in the local Hugging Face "
+                 "cache, or 'lexical'. Default: bert-base-uncased from the cache (as GLaMM), else "
+                 "lexical with a warning that recall is not comparable with published numbers."),
+        hf_cache: Optional[Path] = typer.Option(None, "--hf-cache", exists=True, file_okay=False,
+                                                help="Hugging Face cache to look in (default: the standard one)."),
         no_caption_metrics: bool = typer.Option(False, "--no-caption-metrics",
                                                 help="Skip METEOR/CIDEr."),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
+        allow_missing: bool = ALLOW_MISSING, worst: int = WORST, protocol: str = PROTOCOL) -> None:
     """Grounded conversation generation: AP50, mIoU, recall, METEOR, CIDEr."""
     from masktok.eval.scene_runner import run_gcg
-    from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, mean_pooled_transformer_similarity
+    from masktok.words.phrase_similarity import glamm_similarity
 
-    similarity = (mean_pooled_transformer_similarity(text_model, device) if text_model
-                  else DEFAULT_TEXT_SIMILARITY)
-    _run(run_gcg, predictions, annotations, out, captions=captions, similarity=similarity,
-         caption_metrics=not no_caption_metrics, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
-         image_root=images, lenient=lenient, allow_missing=allow_missing, worst=worst)
+    _run(lambda: run_gcg(predictions, annotations, out, captions=captions, protocol=protocol,
+                         similarity=glamm_similarity(text_model, device, hf_cache),
+                         caption_metrics=not no_caption_metrics,
+                         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images,
+                         lenient=lenient, allow_missing=allow_missing, worst=worst))
 
 
 @app.command("psg")
@@ -171,14 +199,15 @@ def psg(predictions: Path = PRED,
         panoptic_root: Path = typer.Option(..., "--panoptic-root", exists=True, file_okay=False,
                                            help="Folder the pan_seg_file_name paths are relative to."),
         split: str = typer.Option("test", "--split", help="test, train, or all."),
-        tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
         images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
-        allow_missing: bool = ALLOW_MISSING) -> None:
-    """Panoptic scene graphs: R@K and mR@K (OpenPSG and corrected)."""
+        allow_missing: bool = ALLOW_MISSING, protocol: str = PROTOCOL) -> None:
+    """Panoptic scene graphs: R@K and mR@K (OpenPSG's protocol, or masktok's strict one)."""
     from masktok.eval.scene_runner import run_psg
 
-    _run(run_psg, predictions, annotations, out, panoptic_root=panoptic_root,
-         split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device),
+    _run(run_psg, predictions, annotations, out, panoptic_root=panoptic_root, protocol=protocol,
+         split=None if split == "all" else split, tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner),
          image_root=images, lenient=lenient, allow_missing=allow_missing)
 
 
@@ -191,25 +220,27 @@ def ovseg(predictions: Path = PRED,
                                                  help="Class names file (with a label folder)."),
           reduce_zero_label: bool = typer.Option(False, "--reduce-zero-label",
                                                  help="Label 0 is background: ignore it, shift the rest."),
-          tokenizer: Optional[Path] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+          tokenizer: Optional[str] = TOKENIZER, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+          refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
           images: Optional[Path] = IMAGES, device: str = DEVICE, lenient: bool = LENIENT,
           allow_missing: bool = ALLOW_MISSING, worst: int = WORST) -> None:
     """Open-vocabulary semantic segmentation: mIoU (smaller area wins overlaps)."""
     from masktok.eval.scene_runner import run_ovseg
 
     if annotations.is_dir() and classes is None:
-        console.print("[red]error:[/] a label folder needs --classes")
-        raise typer.Exit(code=2)
+        raise typer.BadParameter(f"{annotations} is a label folder, which needs --classes",
+                                 param_hint="--annotations")
     _run(run_ovseg, predictions, annotations, out, classes=classes, reduce_zero_label=reduce_zero_label,
-         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device), image_root=images, lenient=lenient,
+         tokenizer=_tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), image_root=images, lenient=lenient,
          allow_missing=allow_missing, worst=worst)
 
 
 @app.command("recon")
 def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=True,
                                            help="COCO instances JSON whose masks are reconstructed."),
-          tokenizer: Path = typer.Option(..., "--tokenizer", "-t", exists=True, help="Tokenizer to test."),
+          tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", "-t", help="Tokenizer to test: " + TOKENIZER_HELP),
           out: Path = OUT, tokenizer_kind: Optional[str] = TOKENIZER_KIND,
+        refine: Optional[str] = REFINE, refiner: Optional[Path] = REFINER,
           images: Optional[Path] = IMAGES, device: str = DEVICE,
           prefix_lengths: Optional[str] = typer.Option(None, "--prefix-lengths",
                                                        help="Comma-separated code lengths (default: all)."),
@@ -223,9 +254,11 @@ def recon(annotations: Path = typer.Option(..., "--annotations", "-a", exists=Tr
         try:
             lengths = [int(v) for v in prefix_lengths.split(",")]
         except ValueError:
-            console.print(f"[red]error:[/] --prefix-lengths must be integers, got {prefix_lengths!r}")
-            raise typer.Exit(code=2) from None
-    _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device), out, image_root=images,
+            raise typer.BadParameter(f"expected comma-separated integers, got {prefix_lengths!r}",
+                                     param_hint="--prefix-lengths") from None
+        if any(length < 1 for length in lengths):
+            raise typer.BadParameter(f"code lengths start at 1, got {prefix_lengths!r}", param_hint="--prefix-lengths")
+    _run(run_recon, annotations, _tokenizer(tokenizer, tokenizer_kind, device, refine, refiner), out, image_root=images,
          prefix_lengths=lengths, max_images=max_images, worst=worst)
 
 

@@ -49,16 +49,11 @@ def _sniff_json(data: Any) -> str | None:
     return None
 
 
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _fail(f"{path}: not valid JSON ({exc})") from None
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _read(path: Path, fmt: str, threshold: int | None, png_kind: str) -> tuple[np.ndarray, bool]:
@@ -69,8 +64,11 @@ def _read(path: Path, fmt: str, threshold: int | None, png_kind: str) -> tuple[n
         if png_kind == "auto":
             from PIL import Image
 
-            with Image.open(path) as img:
-                mode = img.mode
+            try:
+                with Image.open(path) as img:
+                    mode = img.mode
+            except OSError as exc:  # PIL's UnidentifiedImageError too
+                raise ValueError(f"{path}: not a readable image ({exc})") from None
             png_kind = {"1": "binary", "L": "binary", "RGB": "panoptic"}.get(mode, "index")
         if png_kind == "binary":
             return M.read_mask_png(path, threshold=threshold)[None], True
@@ -81,7 +79,7 @@ def _read(path: Path, fmt: str, threshold: int | None, png_kind: str) -> tuple[n
     single = isinstance(data, dict)
     items = [data] if single else data
     if not isinstance(items, list) or not items:
-        raise _fail(f"{path}: expected a {fmt} object or a non-empty list of them")
+        raise ValueError(f"{path}: expected a {fmt} object or a non-empty list of them")
     if fmt == "rle":
         size = M.check_rle(items[0], name=f"{path}[0]")["size"]
         return np.stack([M.rle_to_mask(r, size=size, name=f"{path}[{i}]")
@@ -89,11 +87,11 @@ def _read(path: Path, fmt: str, threshold: int | None, png_kind: str) -> tuple[n
     masks = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "size" not in item or "polygons" not in item:
-            raise _fail(f"{path}[{i}]: expected {{'size': [H, W], 'polygons': [...]}}")
+            raise ValueError(f"{path}[{i}]: expected {{'size': [H, W], 'polygons': [...]}}")
         h, w = M.check_size(item["size"], f"{path}[{i}]['size']")
         masks.append(M.polygons_to_mask(item["polygons"], h, w))
     if len({m.shape for m in masks}) != 1:
-        raise _fail(f"{path}: masks of different sizes {sorted({m.shape for m in masks})}")
+        raise ValueError(f"{path}: masks of different sizes {sorted({m.shape for m in masks})}")
     return np.stack(masks), single
 
 
@@ -106,7 +104,7 @@ def _write(path: Path, fmt: str, masks: np.ndarray, single: bool, png_kind: str,
             png_kind = "binary" if single else "index"
         if png_kind == "binary":
             if len(masks) != 1:
-                raise _fail(f"{len(masks)} masks cannot go into one binary PNG; use --png-kind "
+                raise ValueError(f"{len(masks)} masks cannot go into one binary PNG; use --png-kind "
                             "index or panoptic")
             M.write_mask_png(path, masks[0])
         elif png_kind == "index":
@@ -150,24 +148,20 @@ def convert(
     if holes not in ("error", "fill"):
         raise typer.BadParameter(f"expected error or fill, got {holes!r}", param_hint="--holes")
     if not input.is_file():
-        raise _fail(f"{input}: no such file")
+        raise ValueError(f"{input}: no such file")
     src = from_format or _format_from_suffix(input)
     if src is None:
         if input.suffix.lower() != ".json":
-            raise _fail(f"{input}: cannot tell the format from the suffix; pass --from")
+            raise ValueError(f"{input}: cannot tell the format from the suffix; pass --from")
         src = _sniff_json(_read_json(input))
         if src is None:
-            raise _fail(f"{input}: JSON holds neither RLE ('counts') nor polygons ('polygons'); "
+            raise ValueError(f"{input}: JSON holds neither RLE ('counts') nor polygons ('polygons'); "
                         "pass --from")
     dst = to_format or _format_from_suffix(output)
     if dst is None:
-        raise _fail(f"{output}: cannot tell the output format from the suffix (use .png, "
+        raise ValueError(f"{output}: cannot tell the output format from the suffix (use .png, "
                     ".rle.json or .poly.json, or pass --to)")
-    try:
-        masks, single = _read(input, src, threshold, png_kind)
-        _write(output, dst, masks, single, png_kind if dst == "png" else "auto", uncompressed,
-               holes)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    masks, single = _read(input, src, threshold, png_kind)
+    _write(output, dst, masks, single, png_kind if dst == "png" else "auto", uncompressed, holes)
     _err.print(escape(f"{input} ({src}) → {output} ({dst}): {len(masks)} mask(s) of "
                       f"{masks.shape[1]}x{masks.shape[2]}"), highlight=False, soft_wrap=True)

@@ -74,6 +74,20 @@ def _settings(model: Path, vocabulary: Optional[str], lora: bool, lora_rank: int
     return model_settings, train_settings
 
 
+def _check_inputs(model: Path, data: list[Path], lora: bool, feature: str) -> None:
+    """What a run needs, checked before anything loads: packages, the model folder, the data files."""
+    from masktok.errors import require_module
+
+    require_module("trl", feature, "train")
+    if lora:
+        require_module("peft", f"{feature} with --lora", "train")
+    if not model.is_dir():
+        raise typer.BadParameter(f"{model}: no such folder", param_hint="--model")
+    for path in data:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path}: no such file", param_hint="--data")
+
+
 def _report(title: str, result: Any, keys: tuple[str, ...]) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -111,6 +125,7 @@ def sft(
     report_to: list[str] = REPORT_TO, fsdp: Optional[str] = FSDP, resume: bool = RESUME,
 ) -> None:
     """Supervised fine-tuning on mask-word conversations (loss on the assistant turns)."""
+    _check_inputs(model, [*data, *eval_data], lora, "SFT")
     from masktok.train.vlm.config import SFTRecipe
     from masktok.train.vlm.sft import run_sft
 
@@ -125,7 +140,7 @@ def sft(
                            image_root=str(image_root) if image_root else None, max_length=max_length,
                            loss_on=loss_on, max_samples=max_samples, eval_steps=eval_steps)
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+        raise typer.BadParameter(str(error), param_hint="the recipe options") from error
     result = run_sft(recipe, resume=resume)
     _report("SFT", result, ("loss", "mean_token_accuracy", "eval_loss"))
 
@@ -165,6 +180,7 @@ def grpo(
     resume: bool = RESUME,
 ) -> None:
     """GRPO with the textual answer-matching reward (last assistant turn = ground truth)."""
+    _check_inputs(model, data, lora, "GRPO")
     from masktok.train.vlm.grpo import run_grpo
     from masktok.train.vlm.config import GRPORecipe
 
@@ -182,6 +198,6 @@ def grpo(
             beta=beta, epsilon=epsilon, loss_type=loss_type, num_iterations=num_iterations,
             constrained=constrained, num_codes=num_codes)
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+        raise typer.BadParameter(str(error), param_hint="the recipe options") from error
     result = run_grpo(recipe, resume=resume)
     _report("GRPO", result, ("reward", "reward_std", "loss"))

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, DEVICE_HELP, TOKENIZER_HELP, open_tokenizer
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.float32)
@@ -35,10 +36,10 @@ def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 def roundtrip(
     out: Path = typer.Option(Path("roundtrip_out"), "--out", "-o", help="Output folder."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", "-t",
-                                             help="Tokenizer folder or file (default: the shipped default)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    prefix_lengths: str = typer.Option("1,2,4,8,16,32", help="Prefix lengths to score (comma-separated)."),
+    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", "-t", help=TOKENIZER_HELP),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    prefix_lengths: str = typer.Option("1,2,4,8,16,32", help="Prefix lengths to score (comma-separated, each "
+                                                             "from 1 to the tokenizer's codes per mask)."),
 ) -> None:
     """Round-trip the bundled sample masks through a tokenizer and report mIoU per prefix length."""
     from PIL import Image
@@ -49,17 +50,21 @@ def roundtrip(
 
     try:
         lengths = [int(v) for v in prefix_lengths.split(",") if v.strip()]
-    except ValueError as exc:
-        raise typer.BadParameter(f"--prefix-lengths must be comma-separated integers: {exc}") from exc
-    if tokenizer is None:
-        from masktok import load_default
-
-        tok = load_default(device=device)
-    else:
-        from masktok.tokenizers.registry import load_tokenizer
-
-        tok = load_tokenizer(tokenizer, device=device)
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {prefix_lengths!r}",
+                                 param_hint="--prefix-lengths") from None
+    if not lengths:
+        raise typer.BadParameter("expected at least one prefix length", param_hint="--prefix-lengths")
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+    tok = open_tokenizer(tokenizer, device=device)
     import torch
+
+    longest = int(tok.vocabulary.max_codes)  # HiMTok: up to 32; SAMTok: its depth (2)
+    bad = [length for length in lengths if not 1 <= length <= longest]
+    if bad:
+        raise typer.BadParameter(f"{bad} outside 1..{longest}, the codes per mask of this "
+                                 f"{tok.vocabulary.name} tokenizer", param_hint="--prefix-lengths")
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
@@ -72,8 +77,6 @@ def roundtrip(
             codes = tok.encode(image, masks_t)
             words = tok.encode_words(image, masks_t)
             for length in lengths:
-                if length > codes.shape[1]:
-                    raise typer.BadParameter(f"prefix length {length} exceeds the tokenizer's {codes.shape[1]} codes")
                 decoded = tok.decode(image, codes[:, :length], size=masks.shape[1:])
                 scores[length].extend(mask_iou(d.cpu(), m) for d, m in zip(decoded, masks_t))
             full = tok.decode(image, codes, size=masks.shape[1:]).cpu().numpy()

@@ -1,12 +1,14 @@
 """``masktok encode`` / ``masktok decode``: masks ↔ mask words with any tokenizer checkpoint.
 
-    masktok encode --tokenizer PATH --image IMG --masks masks.json   → words JSON
-    masktok decode --tokenizer PATH --image IMG --words "…"          → RLE JSON (+ --overlay PNG)
+    masktok encode --image IMG --masks masks.json   → words JSON
+    masktok decode --image IMG --words "…"          → RLE JSON (+ --overlay PNG)
 
 ``--masks`` takes JSON (a list of COCO RLEs, of objects with a ``segmentation`` — RLE or COCO
-polygons — or ``{"masks": [...]}``) or binary mask PNGs; repeat it to add files. The tokenizer
-folder or file is opened by :func:`masktok.tokenizers.load_tokenizer` (SAMTok, or any family named
-by ``"tokenizer_type"`` in its ``config.json``).
+polygons — or ``{"masks": [...]}``) or binary mask PNGs; repeat it to add files. ``--tokenizer``
+defaults to the shipped tokenizer (``default``); any other folder or file is opened by
+:func:`masktok.tokenizers.load_tokenizer` (SAMTok, or any family named by ``"tokenizer_type"`` in
+its ``config.json``). SAMTok needs ``--image``; HiMTok does not read it, but checks it (it must be
+an image file, and the masks must have its size).
 """
 
 from __future__ import annotations
@@ -17,38 +19,25 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+
+from masktok.cli.tokenizer_option import (
+    DEFAULT_TOKENIZER,
+    DEVICE_HELP,
+    DTYPE_HELP,
+    TOKENIZER_HELP,
+    check_device,
+    open_tokenizer,
+    parse_dtype,
+)
 
 app = typer.Typer(no_args_is_help=True)
-
-_TOKENIZER_HELP = "Tokenizer folder or file (masktok folder, mask_tokenizer_256x2.pth, official VLM folder, …)."
-_DEVICE_HELP = "Device to run on (cpu, cuda, cuda:1, …)."
-_DTYPE_HELP = "Compute dtype: float32, bfloat16 or float16 (default: bf16 on CUDA, float32 on CPU)."
-
-
-def _fail(error: Exception | str) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-    raise typer.Exit(code=1)
-
-
-def _dtype(name: Optional[str]):
-    import torch
-
-    if name is None:
-        return None
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if name not in table:
-        raise typer.BadParameter(f"expected one of {sorted(table)}, got {name!r}", param_hint="--dtype")
-    return table[name]
 
 
 def _segmentation_to_mask(item: Any, size: Optional[tuple[int, int]], where: str):
     from masktok.masks import polygons_to_mask, rle_to_mask
 
     if isinstance(item, dict) and "counts" in item:
-        return rle_to_mask(item, size=size)
+        return rle_to_mask(item, name=where)  # its own size; read_masks compares it with the image's
     if isinstance(item, dict) and "segmentation" in item:
         return _segmentation_to_mask(item["segmentation"], size, where)
     if isinstance(item, list):
@@ -58,36 +47,73 @@ def _segmentation_to_mask(item: Any, size: Optional[tuple[int, int]], where: str
     raise ValueError(f"{where}: expected a COCO RLE, an object with 'segmentation', or a polygon list")
 
 
+def _size_text(size: Any) -> str:
+    return f"{int(size[0])}x{int(size[1])}"
+
+
 def read_masks(paths: list[Path], size: Optional[tuple[int, int]]):
-    """Masks from JSON / PNG files → (N, H, W) bool numpy array."""
+    """Masks from JSON / PNG files → (N, H, W) bool numpy array; every mask must have ``size``
+    (the image's (H, W)) when it is given, and all the same size otherwise."""
     import numpy as np
 
     from masktok.masks import read_mask_png
 
-    masks = []
+    masks, sources = [], []
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"masks file not found: {path}")
+            raise FileNotFoundError(f"--masks {path}: no such file")
         if path.suffix.lower() == ".png":
             masks.append(read_mask_png(path))
+            sources.append(str(path))
             continue
         try:
-            data = json.loads(path.read_text())
-        except ValueError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"--masks {path}: not valid JSON ({err})") from None
         if isinstance(data, dict):
             data = data.get("masks", data.get("annotations", [data]))
         if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a list of masks")
-        masks.extend(_segmentation_to_mask(item, size, f"{path}[{i}]") for i, item in enumerate(data))
+            raise ValueError(f"--masks {path}: expected a list of masks")
+        for i, item in enumerate(data):
+            masks.append(_segmentation_to_mask(item, size, f"--masks {path}[{i}]"))
+            sources.append(f"{path}[{i}]")
+    if size is not None:
+        for mask, source in zip(masks, sources):
+            if mask.shape != tuple(size):
+                raise ValueError(f"--masks {source}: the mask is {_size_text(mask.shape)} (HxW) but the "
+                                 f"image is {_size_text(size)}; masks must have the image's size")
     if not masks:
         if size is None:
-            raise ValueError("no masks given and no image to size an empty mask stack")
+            raise ValueError("--masks: the files hold no mask and there is no --image to size an empty stack")
         return np.zeros((0, *size), dtype=bool)
     shapes = {m.shape for m in masks}
     if len(shapes) != 1:
-        raise ValueError(f"masks have different sizes: {sorted(shapes)}")
+        raise ValueError(f"--masks: masks of different sizes {sorted(shapes)}")
     return np.stack(masks)
+
+
+def _parse_size(size: Optional[str]) -> Optional[tuple[int, int]]:
+    if size is None:
+        return None
+    parts = size.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"expected HxW with two positive integers, e.g. 480x640, got {size!r}",
+                                 param_hint="--size")
+    return int(parts[0]), int(parts[1])
+
+
+def _load_image(image: Optional[Path]):
+    from masktok.tokenizers.samtok.preprocess import load_rgb
+
+    return load_rgb(image, name="--image") if image is not None else None
+
+
+def _check_image_needed(tok: Any, rgb: Any) -> None:
+    from masktok.data.tokenize.pipeline import needs_image
+
+    if rgb is None and needs_image(tok):
+        raise typer.BadParameter(f"this {tok.vocabulary.name} tokenizer reads the image; pass --image",
+                                 param_hint="--image")
 
 
 def overlay_image(image: Any, masks: Any, alpha: float = 0.5):
@@ -116,27 +142,28 @@ def _emit(payload: dict, output: Optional[Path]) -> None:
 
 @app.command("encode")
 def encode(
-    tokenizer: Path = typer.Option(..., "--tokenizer", "-t", help=_TOKENIZER_HELP),
-    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The image the masks belong to."),
+    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", "-t", help=TOKENIZER_HELP),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The image the masks belong to (SAMTok needs it)."),
     masks: list[Path] = typer.Option(..., "--masks", "-m", help="Masks: JSON (RLE / polygons) or binary PNG; repeatable."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
-    device: str = typer.Option("cpu", help=_DEVICE_HELP),
-    dtype: Optional[str] = typer.Option(None, help=_DTYPE_HELP),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ) -> None:
     """Tokenize masks into mask words; prints JSON with each mask's codes and words."""
-    from masktok.tokenizers import load_tokenizer
-    from masktok.tokenizers.samtok.preprocess import load_rgb
     from masktok.words import format_mask_words
 
-    try:
-        rgb = load_rgb(image) if image is not None else None
-        size = rgb.shape[:2] if rgb is not None else None
-        stack = read_masks(list(masks), size)
-        tok = load_tokenizer(tokenizer, device=device, dtype=_dtype(dtype))
-        codes = tok.encode(rgb, stack)
-        words = [format_mask_words(row.tolist(), tok.vocabulary) for row in codes]
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
+    check_device(device)
+    parse_dtype(dtype)
+    rgb = _load_image(image)
+    size = rgb.shape[:2] if rgb is not None else None
+    stack = read_masks(list(masks), size)
+    tok = open_tokenizer(tokenizer, device=device, dtype=dtype)
+    _check_image_needed(tok, rgb)
+    if stack.shape[0] == 0:  # nothing to encode: an empty list, not a tokenizer call
+        codes, words = [], []
+    else:
+        codes = tok.encode(rgb, stack).tolist()
+        words = [format_mask_words(row, tok.vocabulary) for row in codes]
     entries = [{"index": i, "codes": [int(c) for c in row], "words": w} for i, (row, w) in enumerate(zip(codes, words))]
     _emit({"tokenizer": str(tokenizer), "image": str(image) if image else None,
            "size": [int(s) for s in stack.shape[1:]], "masks": entries, "text": "".join(words)}, output)
@@ -144,38 +171,47 @@ def encode(
 
 @app.command("decode")
 def decode(
-    tokenizer: Path = typer.Option(..., "--tokenizer", "-t", help=_TOKENIZER_HELP),
-    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The image the words refer to."),
+    tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--tokenizer", "-t", help=TOKENIZER_HELP),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The image the words refer to (SAMTok needs it)."),
     words: str = typer.Option(..., "--words", "-w", help="Text holding mask words ('-': read stdin)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the RLE JSON here instead of stdout."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write the image with the masks drawn (PNG)."),
     lenient: bool = typer.Option(False, "--lenient", help="Decode what malformed spans allow (reported) instead of failing."),
-    size: Optional[str] = typer.Option(None, help="Output size HxW (default: the image's)."),
-    threshold: Optional[float] = typer.Option(None, help="Mask logit threshold (default: the tokenizer's; SAMTok 0.5)."),
-    device: str = typer.Option("cpu", help=_DEVICE_HELP),
-    dtype: Optional[str] = typer.Option(None, help=_DTYPE_HELP),
+    size: Optional[str] = typer.Option(None, help="Output size HxW (default: the image's; without --image the "
+                                                  "tokenizer's frame)."),
+    threshold: Optional[float] = typer.Option(None, help="Mask threshold (default: the tokenizer's): SAMTok on the "
+                                                         "logit (official 0.5), HiMTok on the probability, in (0, 1) "
+                                                         "(0.5)."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Refine the decoded masks with a SAM 2 refiner: 'sam2' "
+                                         "(needs --image and --refiner)."),
+    refiner: Optional[Path] = typer.Option(None, "--refiner", help="Refiner for --refine: a masktok refiner folder or "
+                                           "a sam2.1_hiera_*.pt file."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ) -> None:
     """Decode every mask span of the words into masks: COCO RLE JSON (+ an overlay PNG)."""
     from masktok.masks import masks_to_rles
-    from masktok.tokenizers import load_tokenizer
-    from masktok.tokenizers.samtok.preprocess import load_rgb
 
+    check_device(device)
+    parse_dtype(dtype)
+    out_size = _parse_size(size)
+    if overlay is not None and image is None:
+        raise typer.BadParameter("--overlay draws the masks on the image; pass --image", param_hint="--overlay")
+    rgb = _load_image(image)
+    if rgb is not None:
+        if out_size is None:
+            out_size = tuple(int(v) for v in rgb.shape[:2])
+        elif overlay is not None and out_size != rgb.shape[:2]:
+            raise typer.BadParameter(f"{size} differs from the image's {_size_text(rgb.shape[:2])}, and --overlay "
+                                     "draws the masks on the image; leave --size out", param_hint="--size")
     text = sys.stdin.read() if words == "-" else words
-    try:
-        out_size = None
-        if size is not None:
-            parts = size.lower().split("x")
-            if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-                raise ValueError(f"--size must look like 480x640 (H x W), got {size!r}")
-            out_size = (int(parts[0]), int(parts[1]))
-        rgb = load_rgb(image) if image is not None else None
-        if overlay is not None and rgb is None:
-            raise ValueError("--overlay needs --image")
-        tok = load_tokenizer(tokenizer, device=device, dtype=_dtype(dtype))
-        extra = {} if threshold is None else {"threshold": threshold}
-        result = tok.decode_words(rgb, text, size=out_size, lenient=lenient, **extra)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(error)
+    from masktok.tokenizers.refine import with_refinement
+
+    if refine is not None and rgb is None:
+        raise typer.BadParameter("the refiner reads the image; pass --image", param_hint="--refine")
+    tok = with_refinement(open_tokenizer(tokenizer, device=device, dtype=dtype), refine, refiner, device=device)
+    _check_image_needed(tok, rgb)
+    result = tok.decode_words(rgb, text, size=out_size, lenient=lenient, threshold=threshold)
     masks = result.masks.cpu().numpy()
     rles = masks_to_rles(masks)
     decoded = {span_index: row for row, span_index in enumerate(result.decoded_span_indices)}

@@ -57,12 +57,19 @@ def tokenizer(
     export_dtype: str = typer.Option("float32", help="dtype of the exported final tokenizer."),
 ) -> None:
     """Train a mask tokenizer (single process, or one process per GPU under torchrun)."""
+    from masktok.cli.tokenizer_option import check_device
     from masktok.train.tokenizer.trainer import TrainConfig, train_tokenizer
 
     try:
         lengths = tuple(int(v) for v in val_prefix_lengths.split(",") if v.strip())
-    except ValueError as exc:
-        raise typer.BadParameter(f"--val-prefix-lengths must be comma-separated integers: {exc}") from exc
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {val_prefix_lengths!r}",
+                                 param_hint="--val-prefix-lengths") from None
+    if any(length < 1 for length in lengths):
+        raise typer.BadParameter(f"code lengths start at 1, got {val_prefix_lengths!r}",
+                                 param_hint="--val-prefix-lengths")
+    if device != "auto":
+        check_device(device)
     config = TrainConfig(
         family=family, model=model, init_from=init_from, data=tuple(data), packed=tuple(packed),
         val_data=tuple(val_data), val_packed=tuple(val_packed), val_max_masks=val_max_masks,

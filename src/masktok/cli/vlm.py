@@ -24,6 +24,7 @@ def add_vocab(
     from transformers import (AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor,
                               AutoTokenizer)
 
+    from masktok.errors import MissingDependencyError
     from masktok.mllm.vocabulary import add_mask_vocabulary
     from masktok.words import himtok_vocabulary, samtok_vocabulary
 
@@ -37,11 +38,15 @@ def add_vocab(
         raise typer.BadParameter(f"{base} has no config.json", param_hint="BASE")
     console = Console()
     try:
-        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
-        text_processor = AutoProcessor.from_pretrained(base)
-    except ValueError:  # a text-only causal LM
-        model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
-        text_processor = AutoTokenizer.from_pretrained(base)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
+            text_processor = AutoProcessor.from_pretrained(base)
+        except ValueError:  # a text-only causal LM
+            model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+            text_processor = AutoTokenizer.from_pretrained(base)
+    except ImportError as error:  # e.g. a Qwen-VL image processor without torchvision
+        raise MissingDependencyError(f"{base}: loading this model needs a package that is not installed "
+                                     f"(pip install 'masktok[mllm]'): {error}") from error
     try:
         report = add_mask_vocabulary(model, text_processor, vocabulary, init=init, seed=seed)
     except ValueError as error:

@@ -7,12 +7,16 @@ Metrics (plain inputs: bool masks or COCO RLE, boxes, strings; values are fracti
 * :mod:`~masktok.eval.gcg` — GCG AP50 / mIoU / recall (GLaMM), with
   :mod:`~masktok.words.phrase_similarity` and :mod:`~masktok.eval.caption_metrics` (METEOR, CIDEr);
 * :mod:`~masktok.eval.coco` — the COCOeval wrapper behind every AP;
-* :mod:`~masktok.eval.rec` — REC Acc@0.5/0.7/0.9 and the InternVL / Qwen-VL box formats;
-* :mod:`~masktok.eval.psg` — PSG R@K / mR@K (OpenPSG) and the corrected variant;
+* :mod:`~masktok.eval.rec` — REC Acc@0.5/0.7/0.9, with :mod:`~masktok.eval.rec_answers` (the box
+  forms each model family's published scorer reads);
+* :mod:`~masktok.eval.psg` — PSG R@K / mR@K (OpenPSG's protocol and the strict one);
 * :mod:`~masktok.eval.ovseg` — open-vocabulary semantic segmentation mIoU;
 * :mod:`~masktok.eval.perception` — mask-perception multiple-choice accuracy;
 * :mod:`~masktok.eval.recon` — tokenizer reconstruction r-Acc per prefix length;
 * :mod:`~masktok.masks.iou` — the batched I/U kernels (numpy, torch on any device, RLE).
+
+Every benchmark scores under a ``protocol`` (:mod:`~masktok.eval.protocol`): ``"reference"``
+reproduces the published evaluation code exactly (the default), ``"strict"`` is masktok's variant.
 
 Runners (:mod:`~masktok.eval.runner`, :mod:`~masktok.eval.scene_runner`) read ground truth
 (:mod:`~masktok.eval.datasets`, :mod:`~masktok.eval.scene_datasets`) and prediction JSONL
@@ -28,17 +32,22 @@ from masktok.masks.iou import intersection_union, rle_iou_matrix, dense_iou_matr
 from masktok.eval.ovseg import OVSegMetrics, SemSegConfusion, semantic_map_from_masks
 from masktok.eval.perception import MCQMetrics, multiple_choice_accuracy, parse_choice
 from masktok.eval.psg import PSGMetrics, SceneGraph, evaluate_psg, triplet_hits
-from masktok.eval.rec import RECMetrics, answer_box, box_iou, parse_boxes, rec_metrics
+from masktok.eval.protocol import PROTOCOLS, REFERENCE, STRICT
+from masktok.eval.rec import RECMetrics, box_iou, rec_metrics
+from masktok.eval.rec_answers import BOX_FORMATS, ParsedBox, answer_box, parse_boxes
 from masktok.eval.recon import ReconMetrics, evaluate_reconstruction, reconstruction_ious
 from masktok.eval.res import RESAccumulator, RESMetrics, res_metrics
 from masktok.words.phrase_similarity import (
     DEFAULT_TEXT_SIMILARITY,
+    PhraseSimilarity,
     embedding_similarity,
+    glamm_similarity,
     lexical_similarity,
     mean_pooled_transformer_similarity,
 )
 
 __all__ = [
+    "BOX_FORMATS",
     "CaptionMetricsUnavailable",
     "CocoEvalResult",
     "DEFAULT_TEXT_SIMILARITY",
@@ -48,11 +57,16 @@ __all__ = [
     "GRESMetrics",
     "MCQMetrics",
     "OVSegMetrics",
+    "PROTOCOLS",
     "PSGMetrics",
+    "ParsedBox",
+    "PhraseSimilarity",
     "RECMetrics",
+    "REFERENCE",
     "RESAccumulator",
     "RESMetrics",
     "ReconMetrics",
+    "STRICT",
     "SceneGraph",
     "SemSegConfusion",
     "answer_box",
@@ -65,6 +79,7 @@ __all__ = [
     "evaluate_gcg",
     "evaluate_psg",
     "evaluate_reconstruction",
+    "glamm_similarity",
     "gres_metrics",
     "gres_sample_scores",
     "greedy_matched_ious",

@@ -24,7 +24,7 @@ from typing import Any
 from masktok.annotations.records import load_json, read_jsonl
 from masktok.annotations.refcoco import load_refs
 from masktok.eval.gcg import GCGSample
-from masktok.masks.iou import coco_rle
+from masktok.masks.iou import coco_rle, coco_rle_groups
 from masktok.masks import polygons_to_rle
 
 
@@ -171,17 +171,23 @@ def _require(rec: dict, keys: tuple[str, ...], where: str) -> None:
 def read_referring_jsonl(path: str | Path) -> list[ReferringSample]:
     """masktok's referring JSONL: ``{"id", "height", "width", "masks": [RLE...], "sentence"?,
     "image_id"?, "file_name"?, "boxes"?: [[x, y, w, h]...], "no_target"?}`` per line."""
+    records = read_jsonl(path)
+    for n, rec in enumerate(records, 1):
+        _require(rec, ("id", "height", "width", "masks"), f"{path}: record {n}")
+        if not isinstance(rec["masks"], list):
+            raise ValueError(f"{path}: record {n}: 'masks' must be a list of COCO RLEs")
+    # every mask of the file is validated in one vectorised pass
+    masks = coco_rle_groups([rec["masks"] for rec in records],
+                            lambda g, i: f"{path}: record {g + 1}: sample {records[g]['id']} mask {i}")
     out = []
-    for n, rec in enumerate(read_jsonl(path), 1):
-        where = f"{path}: record {n}"
-        _require(rec, ("id", "height", "width", "masks"), where)
+    for n, (rec, rec_masks) in enumerate(zip(records, masks), 1):
         try:
             out.append(ReferringSample(
                 sample_id=str(rec["id"]), image_id=rec.get("image_id"), file_name=rec.get("file_name"),
                 height=int(rec["height"]), width=int(rec["width"]), sentence=rec.get("sentence", ""),
-                masks=rec["masks"], boxes=rec.get("boxes", []), no_target=bool(rec.get("no_target", False))))
+                masks=rec_masks, boxes=rec.get("boxes", []), no_target=bool(rec.get("no_target", False))))
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise ValueError(f"{path}: record {n}: {exc}") from None
     return out
 
 

@@ -12,12 +12,22 @@ caption, its phrases and one mask per phrase. Metrics (fractions in [0, 1]):
 * **Recall** — per image, greedy one-to-one matching on the ground-truth × prediction IoU
   matrix: the global maximum pair is accepted when its IoU ≥ 0.5 *and* the phrase similarity ≥
   0.5; the first maximum that fails either test ends the image's matching (GLaMM's rule, kept).
-  Recall = accepted pairs / ground-truth phrases over the whole set.
+  Recall = accepted pairs / ground-truth phrases over the whole set. Phrase similarity: GLaMM's
+  ``bert-base-uncased`` score when available (:func:`masktok.words.phrase_similarity.glamm_similarity`).
 * **METEOR, CIDEr** — pycocoevalcap on the captions (see :mod:`masktok.eval.caption_metrics`).
 
-Two empty masks have IoU 0 here (GLaMM's 0/0 would give NaN). Phrases and masks must pair up
-one to one; more masks than phrases (or the reverse) is a ``ValueError``. Masks of different
-sizes are a ``ValueError``.
+The one edge case the protocols (:mod:`masktok.eval.protocol`) score differently is a predicted
+mask and a ground-truth mask that are *both empty*:
+
+* ``reference`` — GLaMM's IoU is 0/0 = NaN. ``np.max`` of a matrix holding a NaN is NaN, so the
+  image's mIoU matching records nothing: the image scores 0. In the recall matching ``argmax``
+  picks the NaN pair first; NaN fails no threshold test, so the pair is accepted when its phrase
+  similarity is ≥ 0.5 (else the image's matching ends there).
+* ``strict`` — two empty masks have IoU 0: they never match, and the other pairs of the image are
+  matched as usual.
+
+Phrases and masks must pair up one to one; more masks than phrases (or the reverse) is a
+``ValueError``. Masks of different sizes are a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -30,7 +40,16 @@ import numpy as np
 
 from masktok.eval.coco import CocoEvalResult, coco_evaluate
 from masktok.masks.iou import check_rle_sizes, coco_rle, greedy_matched_ious, rle_areas, rle_iou_matrix
-from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, TextSimilarity
+from masktok.eval.protocol import REFERENCE, check_protocol
+from masktok.words.phrase_similarity import (
+    DEFAULT_TEXT_SIMILARITY,
+    LEXICAL,
+    PhraseSimilarity,
+    TextSimilarity,
+    glamm_similarity,
+    lexical_similarity,
+    lexical_warning,
+)
 
 
 @dataclass
@@ -59,23 +78,35 @@ class GCGSample:
         check_rle_sizes(self.masks, (self.height, self.width), f"image {self.image_id!r} masks")
 
 
-def image_miou(pred_masks: Sequence[dict], gt_masks: Sequence[dict]) -> float:
+def gcg_iou_matrix(masks_a: Sequence[dict], masks_b: Sequence[dict], protocol: str = REFERENCE
+                   ) -> np.ndarray:
+    """(M, N) IoU of RLEs; under ``reference`` a pair of empty masks is NaN (GLaMM's 0/0), under
+    ``strict`` 0."""
+    ious = rle_iou_matrix(list(masks_a), list(masks_b))
+    if check_protocol(protocol) == REFERENCE and ious.size:
+        empty_a = rle_areas(list(masks_a)) == 0
+        empty_b = rle_areas(list(masks_b)) == 0
+        ious[empty_a[:, None] & empty_b[None, :]] = np.nan
+    return ious
+
+
+def image_miou(pred_masks: Sequence[dict], gt_masks: Sequence[dict], protocol: str = REFERENCE) -> float:
     """One image's greedy-matching mean IoU (0.0 when nothing matches)."""
-    matched = greedy_matched_ious(rle_iou_matrix(list(pred_masks), list(gt_masks)))
+    matched = greedy_matched_ious(gcg_iou_matrix(pred_masks, gt_masks, protocol))
     return float(np.mean(matched)) if matched else 0.0
 
 
 def phrase_matches(gt_masks: Sequence[dict], gt_phrases: Sequence[str],
                    pred_masks: Sequence[dict], pred_phrases: Sequence[str],
                    similarity: TextSimilarity = DEFAULT_TEXT_SIMILARITY,
-                   iou_threshold: float = 0.5, similarity_threshold: float = 0.5
-                   ) -> list[tuple[int, int]]:
+                   iou_threshold: float = 0.5, similarity_threshold: float = 0.5,
+                   protocol: str = REFERENCE) -> list[tuple[int, int]]:
     """GLaMM's recall matching for one image → accepted (gt index, prediction index) pairs."""
     if len(gt_masks) != len(gt_phrases) or len(pred_masks) != len(pred_phrases):
         raise ValueError("masks and phrases must pair up one to one "
                          f"(ground truth {len(gt_masks)}/{len(gt_phrases)}, "
                          f"prediction {len(pred_masks)}/{len(pred_phrases)})")
-    ious = rle_iou_matrix(list(gt_masks), list(pred_masks))
+    ious = gcg_iou_matrix(gt_masks, pred_masks, protocol)
     if ious.size == 0:
         return []
     sims = np.asarray(similarity(list(gt_phrases), list(pred_phrases)), dtype=np.float64).copy()
@@ -83,6 +114,7 @@ def phrase_matches(gt_masks: Sequence[dict], gt_phrases: Sequence[str],
         raise ValueError(f"text similarity returned shape {sims.shape}, expected {ious.shape}")
     matches: list[tuple[int, int]] = []
     while True:
+        # argmax returns the first NaN when there is one; NaN < threshold is False (GLaMM)
         g, p = np.unravel_index(int(np.argmax(ious)), ious.shape)
         if ious[g, p] < iou_threshold or sims[g, p] < similarity_threshold:
             break
@@ -96,7 +128,8 @@ def phrase_matches(gt_masks: Sequence[dict], gt_phrases: Sequence[str],
 
 @dataclass(frozen=True)
 class GCGMetrics:
-    """GCG scores; ``caption`` holds METEOR/CIDEr or is empty when they were not computed."""
+    """GCG scores; ``caption`` holds METEOR/CIDEr or is empty when they were not computed;
+    ``headline`` is the warning to show before the numbers (lexical recall), or ``None``."""
 
     ap50: float
     miou: float
@@ -106,9 +139,14 @@ class GCGMetrics:
     num_images: int
     num_gt_phrases: int
     num_matched_phrases: int
+    protocol: str = REFERENCE
+    similarity_name: str = ""
+    headline: str | None = None
 
-    def as_dict(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = dict(self.caption)
+    def as_dict(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {"protocol": self.protocol,
+                                             "phrase_similarity": self.similarity_name}
+        out.update(self.caption)
         out.update({"AP50": self.ap50, "mIoU": self.miou, "Recall": self.recall,
                     "num_images": self.num_images, "num_gt_phrases": self.num_gt_phrases,
                     "num_matched_phrases": self.num_matched_phrases})
@@ -163,23 +201,36 @@ def pair_by_image(references: Sequence[GCGSample], predictions: Sequence[GCGSamp
 
 
 def evaluate_gcg(references: Sequence[GCGSample], predictions: Sequence[GCGSample], *,
-                 similarity: TextSimilarity = DEFAULT_TEXT_SIMILARITY,
+                 protocol: str = REFERENCE,
+                 similarity: TextSimilarity | PhraseSimilarity | None = None,
                  caption_scores: dict[str, float] | None = None,
                  per_image: list[dict] | None = None) -> GCGMetrics:
     """AP50, mIoU and recall over a set of images (captions are scored separately by
     :func:`masktok.eval.caption_metrics.caption_scores`; pass the result as ``caption_scores``).
 
-    ``per_image``, when given, receives one dict per image (image_id, miou, matched, gt_phrases).
+    ``similarity``: ``None`` — :func:`~masktok.words.phrase_similarity.glamm_similarity` (GLaMM's
+    bert-base-uncased from the local cache, else lexical with a headline warning); a
+    :class:`~masktok.words.phrase_similarity.PhraseSimilarity`; or any text-similarity callable
+    (reported as ``"custom"``). ``per_image``, when given, receives one dict per image
+    (image_id, miou, matched, gt_phrases).
     """
+    check_protocol(protocol)
     if not references:
         raise ValueError("GCG evaluation needs at least one ground-truth image")
+    if similarity is None:
+        similarity = glamm_similarity()
+    elif similarity is lexical_similarity:
+        similarity = PhraseSimilarity(lexical_similarity, LEXICAL, lexical_warning("chosen explicitly"))
+    elif not isinstance(similarity, PhraseSimilarity):
+        similarity = PhraseSimilarity(similarity, "custom")
     pairs = pair_by_image(references, predictions)
     gt, results = gcg_coco_inputs(references, predictions)
     coco = coco_evaluate(gt, results, class_agnostic=True, constant_score=1.0)
     mious, matched_total, phrase_total = [], 0, 0
     for ref, pred in pairs:
-        miou = image_miou(pred.masks, ref.masks)
-        matches = phrase_matches(ref.masks, ref.phrases, pred.masks, pred.phrases, similarity)
+        miou = image_miou(pred.masks, ref.masks, protocol)
+        matches = phrase_matches(ref.masks, ref.phrases, pred.masks, pred.phrases,
+                                 similarity.similarity, protocol=protocol)
         mious.append(miou)
         matched_total += len(matches)
         phrase_total += len(ref.phrases)
@@ -190,4 +241,6 @@ def evaluate_gcg(references: Sequence[GCGSample], predictions: Sequence[GCGSampl
     return GCGMetrics(ap50=coco.ap50, miou=float(np.mean(mious)),
                       recall=matched_total / phrase_total if phrase_total else 0.0,
                       caption=dict(caption_scores or {}), coco=coco, num_images=len(pairs),
-                      num_gt_phrases=phrase_total, num_matched_phrases=matched_total)
+                      num_gt_phrases=phrase_total, num_matched_phrases=matched_total,
+                      protocol=protocol, similarity_name=similarity.name,
+                      headline=similarity.warning)

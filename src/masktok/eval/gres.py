@@ -25,6 +25,9 @@ target / target           TN                 I       U               I / U
 * Ratios whose denominator is 0 where the official evaluator would divide by zero (cIoU with
   ΣU = 0, Pr@t or T-acc with no targeted sample) are ``nan``.
 
+Both protocols (:mod:`masktok.eval.protocol`) score GRES alike: the official evaluator divides
+exactly and has no edge case masktok would resolve differently.
+
 An FP sample keeps the predicted mask in U exactly as ReLA does: when an explicit no-target flag
 comes with masks, U = |pred ∪ GT|. A ground truth flagged no-target must be empty (else
 ``ValueError``). Values are fractions in [0, 1]; the paper tables print them ×100.
@@ -33,13 +36,16 @@ comes with masks, U = |pred ∪ GT|. A ground truth flagged no-target must be em
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from masktok.masks.arrays import is_tensor
 from masktok.masks.iou import intersection_union, mask_areas
 from masktok.eval.res import threshold_name
+
+if TYPE_CHECKING:
+    import torch
 
 GRES_THRESHOLDS: tuple[float, ...] = (0.7, 0.8, 0.9)
 OUTCOMES = ("TP", "FN", "FP", "TN")
@@ -89,8 +95,8 @@ def gres_sample_scores(inter: Any, union: Any, gt_no_target: Any, pred_no_target
         gt_no_target: (N,) bool, the ground truth refers to nothing (its mask is empty).
         pred_no_target: (N,) bool, the model answered "no target".
     """
-    inter = np.asarray(inter.cpu() if isinstance(inter, torch.Tensor) else inter, dtype=np.int64)
-    union = np.asarray(union.cpu() if isinstance(union, torch.Tensor) else union, dtype=np.int64)
+    inter = np.asarray(inter.cpu() if is_tensor(inter) else inter, dtype=np.int64)
+    union = np.asarray(union.cpu() if is_tensor(union) else union, dtype=np.int64)
     gt_nt = np.asarray(gt_no_target, dtype=bool)
     pred_nt = np.asarray(pred_no_target, dtype=bool)
     shapes = {inter.shape, union.shape, gt_nt.shape, pred_nt.shape}
@@ -207,7 +213,9 @@ class GRESAccumulator:
     def _cat(chunks: list[Any]) -> np.ndarray:
         if not chunks:
             return np.zeros(0, dtype=np.int64)
-        if isinstance(chunks[0], torch.Tensor):
+        if is_tensor(chunks[0]):
+            import torch
+
             return torch.cat(chunks).cpu().numpy()
         return np.concatenate(chunks)
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from masktok.eval.answers import DecodedAnswer, decode_answer
 from masktok.annotations.records import read_jsonl
-from masktok.masks.iou import check_rle_sizes, coco_rle
+from masktok.masks.iou import check_rle_sizes, coco_rle, coco_rle_groups
 
 
 @dataclass
@@ -56,15 +56,17 @@ class AnswerDecoder:
 
     def decode(self, text: str, size: tuple[int, int], file_name: str | None) -> DecodedAnswer:
         if self.tokenizer is None:
-            raise ValueError("a prediction holds a text answer with mask words: a tokenizer is "
-                             "needed to decode it (masktok eval … --tokenizer PATH)")
+            raise ValueError("a prediction holds a text answer with mask words: a tokenizer is needed to "
+                             "decode it (masktok eval … --tokenizer: the one that made the predictions, "
+                             "'default' for the shipped one)")
         return decode_answer(self.tokenizer, self.image(file_name), text, size, self.lenient)
 
 
 def index_records(path: str | Path, key: str, multi: bool = False) -> dict[str, Any]:
     """Prediction JSONL → ``{str(record[key]): record}`` (``multi``: a list of records per key)."""
     out: dict[str, Any] = {}
-    for n, rec in enumerate(read_jsonl(path), 1):
+    records = read_jsonl(path)
+    for n, rec in enumerate(records, 1):
         if key not in rec:
             raise ValueError(f"{path}: record {n} has no {key!r}")
         k = str(rec[key])
@@ -74,6 +76,12 @@ def index_records(path: str | Path, key: str, multi: bool = False) -> dict[str, 
             raise ValueError(f"{path}: two predictions for {key} {k!r}")
         else:
             out[k] = rec
+    # the RLEs of every "masks" list are validated together, in one vectorised pass
+    with_masks = [(n, rec) for n, rec in enumerate(records, 1) if isinstance(rec.get("masks"), list)]
+    checked = coco_rle_groups([rec["masks"] for _, rec in with_masks],
+                              lambda g, i: f"prediction {key}={with_masks[g][1][key]} mask {i}")
+    for (_, rec), masks in zip(with_masks, checked):
+        rec["masks"] = masks
     return out
 
 

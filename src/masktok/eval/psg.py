@@ -1,5 +1,5 @@
-"""Panoptic scene graph generation (PSG): R@K and mR@K as OpenPSG's ``sgg_metrics.py`` computes
-them (``pan_seg`` mode, graph constraint), plus a corrected variant.
+"""Panoptic scene graph generation (PSG): R@K and mR@K, as OpenPSG computes them (``pan_seg``
+mode, graph constraint), and masktok's strict variant.
 
 A scene graph is a list of instances (class label + mask) and a ranked list of relations
 ``(subject index, object index, predicate)``. A predicted triplet *hits* a ground-truth triplet
@@ -7,21 +7,27 @@ when the subject labels, object labels and predicates are equal and both the sub
 the object masks have IoU ≥ 0.5.
 
 * ``R@K`` — per image, the number of distinct ground-truth triplets hit by any of the top-K
-  predicted triplets over the number of ground-truth triplets; mean over images. Images whose
-  ground truth has no relation are left out (OpenPSG divides by zero there) and counted in
-  ``num_images_without_relations``.
-* ``mR@K`` — per image and predicate, the same recall restricted to that predicate's
+  predicted triplets over the number of ground-truth triplets; mean over the scored images.
+* ``mR@K`` — per scored image and predicate, the same recall restricted to that predicate's
   ground-truth triplets (images where it does not occur contribute nothing); per predicate the
   mean over images; mR@K = sum over all ``num_predicates`` (OpenPSG: 56) predicates / 56, a
-  predicate that never occurs in the ground truth counting 0.
+  predicate that never occurs counting 0.
 * Top-K: predicted relations ranked by ``scores`` (descending, stable) when given, otherwise in
   answer order (a language model's triplets have no scores).
+* Ground-truth triplets are made unique first (the same ``(subject, object, predicate)`` listed
+  twice counts once; first occurrence kept), as OpenPSG's test-set loader
+  (``openpsg/datasets/psg.py``, ``get_ann_info``) does; images without any ground-truth relation
+  are left out (OpenPSG drops them when it loads the set).
 
-**Corrected variant** (``corrected=True``). In OpenPSG's rule a predicted mask may hit several
-ground-truth instances and several predicted copies of one object may each hit it, so duplicated
-masks inflate recall. The corrected variant first assigns predicted instances to ground-truth
-instances one to one — greedily by descending mask IoU among pairs with equal labels and IoU ≥
-0.5 — and a predicted triplet then hits a ground-truth triplet only through that assignment.
+Protocols (:mod:`masktok.eval.protocol`):
+
+* ``reference`` — OpenPSG (``openpsg/evaluation/sgg_eval.py``, ``sgg_metrics.py``): an image
+  whose prediction has no triplet is left out of R@K and mR@K altogether; a predicted mask may
+  hit several ground-truth instances and several predicted copies of one object may each hit it.
+* ``strict`` — every image with ground-truth relations counts (no predicted triplet → recall 0),
+  and predicted instances are first assigned to ground-truth instances one to one — greedily by
+  descending mask IoU among pairs with equal labels and IoU ≥ 0.5 — so a triplet hits only
+  through that assignment and duplicated masks cannot inflate recall.
 
 Labels are integer class indices; ``-1`` marks a label the model wrote that is not in the class
 list (it never matches). Masks of different sizes are a ``ValueError``.
@@ -35,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from masktok.eval.protocol import REFERENCE, STRICT, check_protocol
 from masktok.masks.iou import check_rle_sizes, coco_rle, rle_iou_matrix
 
 PSG_NUM_PREDICATES = 56
@@ -107,9 +114,19 @@ def assign_instances(iou: np.ndarray, label_match: np.ndarray, iou_threshold: fl
     return out
 
 
+def unique_relations(relations: np.ndarray) -> np.ndarray:
+    """(R, 3) relations without repeated rows, first occurrences kept in order."""
+    relations = np.asarray(relations, dtype=np.int64).reshape(-1, 3)
+    if relations.shape[0] < 2:
+        return relations
+    _, first = np.unique(relations, axis=0, return_index=True)
+    return relations[np.sort(first)]
+
+
 def triplet_hits(gt: SceneGraph, pred: SceneGraph, iou_threshold: float = 0.5,
-                 corrected: bool = False) -> np.ndarray:
-    """(R_pred, R_gt) bool: ranked predicted triplet i hits ground-truth triplet j."""
+                 protocol: str = REFERENCE) -> np.ndarray:
+    """(R_pred, R_gt) bool: ranked predicted triplet i hits ground-truth triplet j (of
+    ``gt.relations`` as given; :func:`evaluate_psg` makes them unique first)."""
     if (pred.height, pred.width) != (gt.height, gt.width):
         raise ValueError(f"image {gt.image_id!r}: prediction is {pred.height}x{pred.width} but "
                          f"ground truth is {gt.height}x{gt.width}")
@@ -118,7 +135,7 @@ def triplet_hits(gt: SceneGraph, pred: SceneGraph, iou_threshold: float = 0.5,
         return np.zeros((rel_p.shape[0], rel_g.shape[0]), dtype=bool)
     iou = rle_iou_matrix(pred.masks, gt.masks)
     label_match = (pred.labels[:, None] == gt.labels[None, :]) & (pred.labels[:, None] >= 0)
-    if corrected:
+    if check_protocol(protocol) == STRICT:
         inst = assign_instances(iou, label_match, iou_threshold)
     else:
         inst = (iou >= iou_threshold) & label_match
@@ -130,32 +147,46 @@ def triplet_hits(gt: SceneGraph, pred: SceneGraph, iou_threshold: float = 0.5,
 
 @dataclass(frozen=True)
 class PSGMetrics:
-    """R@K and mR@K (fractions in [0, 1]) and per-predicate mean recalls at each K."""
+    """R@K and mR@K (fractions in [0, 1]) and per-predicate mean recalls at each K.
+
+    Attributes:
+        num_images: images scored (in R@K's mean).
+        num_images_without_prediction: images with ground-truth relations whose prediction has
+            no triplet (left out under ``reference``, scored 0 under ``strict``).
+        num_images_without_relations: images without ground-truth relations (always left out).
+        num_duplicate_gt_triplets: repeated ground-truth triplets removed.
+    """
 
     recall: dict[int, float]
     mean_recall: dict[int, float]
     per_predicate_recall: dict[int, np.ndarray]
-    corrected: bool
+    protocol: str
     num_images: int
+    num_images_without_prediction: int
     num_images_without_relations: int
+    num_duplicate_gt_triplets: int
 
     def as_dict(self) -> dict[str, float | int]:
-        prefix = "corrected " if self.corrected else ""
         out: dict[str, float | int] = {}
         for k in self.recall:
-            out[f"{prefix}R@{k}"] = self.recall[k]
-            out[f"{prefix}mR@{k}"] = self.mean_recall[k]
+            out[f"R@{k}"] = self.recall[k]
+            out[f"mR@{k}"] = self.mean_recall[k]
         out["num_images"] = self.num_images
+        out["num_images_without_prediction"] = self.num_images_without_prediction
         out["num_images_without_relations"] = self.num_images_without_relations
+        out["num_duplicate_gt_triplets"] = self.num_duplicate_gt_triplets
         return out
 
 
 def evaluate_psg(ground_truth: Sequence[SceneGraph], predictions: Sequence[SceneGraph], *,
-                 ks: Sequence[int] = PSG_KS, num_predicates: int = PSG_NUM_PREDICATES,
-                 iou_threshold: float = 0.5, corrected: bool = False,
+                 protocol: str = REFERENCE, ks: Sequence[int] = PSG_KS,
+                 num_predicates: int = PSG_NUM_PREDICATES, iou_threshold: float = 0.5,
                  per_image: list[dict] | None = None) -> PSGMetrics:
     """R@K / mR@K over images paired by ``image_id`` (every ground-truth image needs exactly one
-    prediction; an empty prediction is a scene graph with no relations)."""
+    prediction; an empty prediction is a scene graph with no relations). ``per_image``, when
+    given, receives one row per image with ground-truth relations (``scored`` says whether it
+    counted)."""
+    check_protocol(protocol)
     if not ground_truth:
         raise ValueError("PSG evaluation needs at least one ground-truth image")
     by_id = {}
@@ -173,20 +204,31 @@ def evaluate_psg(ground_truth: Sequence[SceneGraph], predictions: Sequence[Scene
     ks = tuple(int(k) for k in ks)
     recalls: dict[int, list[float]] = {k: [] for k in ks}
     collect: dict[int, list[list[float]]] = {k: [[] for _ in range(num_predicates)] for k in ks}
-    skipped = 0
+    without_relations = without_prediction = duplicates = 0
     for gt in ground_truth:
         pred = by_id[gt.image_id]
         if gt.relations.shape[0] == 0:
-            skipped += 1
+            without_relations += 1
             continue
         gt_pred = gt.relations[:, 2]
         if gt_pred.min() < 0 or gt_pred.max() >= num_predicates:
             raise ValueError(f"image {gt.image_id!r}: ground-truth predicates must be in "
                              f"0..{num_predicates - 1}")
-        hits = triplet_hits(gt, pred, iou_threshold, corrected)
+        relations = unique_relations(gt.relations)
+        duplicates += gt.relations.shape[0] - relations.shape[0]
+        row: dict[str, Any] = {"image_id": gt.image_id, "gt_relations": int(relations.shape[0]),
+                               "pred_relations": int(pred.relations.shape[0]), "scored": True}
+        if pred.relations.shape[0] == 0:
+            without_prediction += 1
+            if protocol == REFERENCE:  # OpenPSG skips the image
+                row["scored"] = False
+                if per_image is not None:
+                    per_image.append(row)
+                continue
+        unique_gt = SceneGraph(gt.image_id, gt.height, gt.width, gt.labels, gt.masks, relations)
+        hits = triplet_hits(unique_gt, pred, iou_threshold, protocol)
+        gt_pred = relations[:, 2]
         counts = np.bincount(gt_pred, minlength=num_predicates)
-        row: dict[str, Any] = {"image_id": gt.image_id, "gt_relations": int(gt.relations.shape[0]),
-                               "pred_relations": int(pred.relations.shape[0])}
         for k in ks:
             found = hits[:k].any(axis=0)
             recalls[k].append(float(found.mean()))
@@ -196,10 +238,15 @@ def evaluate_psg(ground_truth: Sequence[SceneGraph], predictions: Sequence[Scene
             row[f"R@{k}"] = float(found.mean())
         if per_image is not None:
             per_image.append(row)
-    if not recalls[ks[0]]:
+    if without_relations == len(ground_truth):
         raise ValueError("no ground-truth image has a relation; R@K is undefined")
+    scored = len(recalls[ks[0]])
     per_pred = {k: np.array([np.mean(c) if c else 0.0 for c in collect[k]]) for k in ks}
-    return PSGMetrics(recall={k: float(np.mean(recalls[k])) for k in ks},
-                      mean_recall={k: float(per_pred[k].sum() / num_predicates) for k in ks},
-                      per_predicate_recall=per_pred, corrected=corrected,
-                      num_images=len(ground_truth) - skipped, num_images_without_relations=skipped)
+    nan = float("nan")  # every image left out: OpenPSG's mean over no image
+    return PSGMetrics(recall={k: float(np.mean(recalls[k])) if scored else nan for k in ks},
+                      mean_recall={k: float(per_pred[k].sum() / num_predicates) if scored else nan
+                                   for k in ks},
+                      per_predicate_recall=per_pred, protocol=protocol, num_images=scored,
+                      num_images_without_prediction=without_prediction,
+                      num_images_without_relations=without_relations,
+                      num_duplicate_gt_triplets=duplicates)

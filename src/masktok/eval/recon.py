@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from masktok.eval.protocol import STRICT
+from masktok.masks.arrays import is_tensor
 from masktok.masks.iou import torch_intersection_union
+
+if TYPE_CHECKING:
+    import torch
 from masktok.eval.res import res_sample_iou
 
 
@@ -38,6 +42,8 @@ class ReconMetrics:
 
 
 def _as_bool_tensor(masks: Any, name: str) -> torch.Tensor:
+    import torch
+
     t = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
     if t.ndim != 3:
         raise ValueError(f"{name}: expected (N, H, W), got shape {tuple(t.shape)}")
@@ -65,7 +71,7 @@ def reconstruction_ious(tokenizer: Any, image: Any, masks: Any,
     if n == 0:
         return {}
     codes = tokenizer.encode(image, gt)
-    if not isinstance(codes, torch.Tensor) or codes.ndim != 2 or codes.shape[0] != n:
+    if not is_tensor(codes) or codes.ndim != 2 or codes.shape[0] != n:
         raise ValueError(f"tokenizer.encode returned {type(codes).__name__} "
                          f"{tuple(getattr(codes, 'shape', ()))}; expected an (N={n}, L) tensor")
     full = int(codes.shape[1])
@@ -80,7 +86,7 @@ def reconstruction_ious(tokenizer: Any, image: Any, masks: Any,
         if tuple(decoded.shape) != (n, h, w):
             raise ValueError(f"tokenizer.decode returned {tuple(decoded.shape)}, expected {(n, h, w)}")
         inter, union = torch_intersection_union(decoded, gt, device=decoded.device)
-        out[length] = res_sample_iou(inter, union).cpu().numpy()
+        out[length] = res_sample_iou(inter, union, STRICT).cpu().numpy()
     return out
 
 

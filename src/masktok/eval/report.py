@@ -1,8 +1,9 @@
 """Evaluation reports: ``metrics.json``, ``metrics.md`` (a markdown table), ``per_sample.jsonl``
 and overlay PNGs of the worst samples (ground truth green, prediction red, overlap yellow).
 
-``metrics.json`` holds ``{"task", "metrics": {name: value}, "notes": [...], "inputs": {...}}``;
-undefined ratios (NaN) are written as ``null``.
+``metrics.json`` holds ``{"task", "headline", "metrics": {name: value}, "notes": [...],
+"inputs": {...}}``; undefined ratios (NaN) are written as ``null``; ``headline`` is a warning to
+read before the numbers (or ``null``).
 """
 
 from __future__ import annotations
@@ -94,21 +95,31 @@ def _safe_name(text: str) -> str:
 
 def write_report(out_dir: str | Path, task: str, metrics: dict[str, Any], per_sample: Sequence[dict],
                  overlays: Sequence[Overlay] = (), notes: Sequence[str] = (),
-                 inputs: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write the report files into ``out_dir`` (created) and return their paths by kind."""
+                 inputs: dict[str, Any] | None = None, headline: str | None = None,
+                 extras: dict[str, Sequence[dict]] | None = None) -> dict[str, Path]:
+    """Write the report files into ``out_dir`` (created) and return their paths by kind.
+
+    ``headline`` (a warning such as "recall is lexical, not comparable with published numbers")
+    opens ``metrics.md`` and is ``metrics.json``'s ``"headline"``; ``extras`` are written as
+    ``<name>.jsonl`` (one file per name, also when empty).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out / "metrics.json", "table": out / "metrics.md",
              "per_sample": out / "per_sample.jsonl"}
-    payload = {"task": task, "metrics": metrics, "notes": list(notes), "inputs": inputs or {}}
+    payload = {"task": task, "headline": headline, "metrics": metrics, "notes": list(notes),
+               "inputs": inputs or {}}
     paths["metrics"].write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
     table = markdown_table(task, metrics)
+    if headline:
+        table = f"**{headline}**\n\n" + table
     if notes:
         table += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     paths["table"].write_text(table)
-    with paths["per_sample"].open("w") as f:
-        for row in per_sample:
-            f.write(json.dumps(json_ready(row), allow_nan=False) + "\n")
+    _write_jsonl(paths["per_sample"], per_sample)
+    for name, rows in (extras or {}).items():
+        paths[name] = out / f"{_safe_name(name)}.jsonl"
+        _write_jsonl(paths[name], rows)
     if overlays:
         worst = out / "worst"
         worst.mkdir(exist_ok=True)
@@ -117,3 +128,14 @@ def write_report(out_dir: str | Path, task: str, metrics: dict[str, Any], per_sa
             render_overlay(ov).save(worst / f"{rank:02d}_{_safe_name(ov.name)}{score}.png")
         paths["worst"] = worst
     return paths
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    """One JSON object per line; rows of plain Python values skip the :func:`json_ready` pass."""
+    with path.open("w") as f:
+        for row in rows:
+            try:
+                line = json.dumps(row, allow_nan=False)
+            except (TypeError, ValueError):
+                line = json.dumps(json_ready(row), allow_nan=False)
+            f.write(line + "\n")

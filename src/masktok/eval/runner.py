@@ -14,19 +14,24 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from masktok.eval.datasets import ReferringSample, load_referring
 from masktok.eval.gres import OUTCOMES, GRESAccumulator
 from masktok.masks.iou import decode_rles, union_rle
 from masktok.eval.predictions import AnswerDecoder, MaskPrediction, check_coverage, index_records, record_masks
-from masktok.eval.rec import BOX_FORMATS, answer_box, box_iou, mask_box, rec_metrics, xywh_to_xyxy
+from masktok.eval.protocol import REFERENCE, check_protocol
+from masktok.eval.rec import box_iou, mask_box, rec_metrics, xywh_to_xyxy
+from masktok.eval.rec_answers import BOX_FORMATS, FLOAT32_FORMATS, answer_box
 from masktok.eval.report import Overlay, write_report
-from masktok.eval.res import RESAccumulator
+from masktok.eval.res import RESAccumulator, res_sample_iou
+from masktok.masks.arrays import is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 BATCH = 512
 TOKENIZER_CLASSES = {"himtok": "masktok.tokenizers.himtok:HiMTok",
@@ -42,6 +47,7 @@ class RunResult:
     per_sample: list[dict]
     notes: list[str] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
+    headline: str | None = None
 
 
 def load_tokenizer(path: str | Path, kind: str | None = None, device: str = "cpu") -> Any:
@@ -93,11 +99,15 @@ def load_rgb(image_root: Path | None, file_name: str | None, size: tuple[int, in
 
 def finish(task: str, metrics: dict[str, Any], rows: list[dict], notes: list[str],
            out_dir: str | Path | None, overlays: Sequence[Overlay] = (),
-           inputs: dict[str, Any] | None = None) -> RunResult:
-    """Wrap up a run: write the report when ``out_dir`` is given."""
-    result = RunResult(task=task, metrics=metrics, per_sample=rows, notes=notes)
+           inputs: dict[str, Any] | None = None, headline: str | None = None,
+           extras: dict[str, Sequence[dict]] | None = None) -> RunResult:
+    """Wrap up a run: write the report when ``out_dir`` is given (``extras``: more JSONL files
+    by name, e.g. the answers that could not be parsed; ``headline``: a warning the report and
+    the command line show first)."""
+    result = RunResult(task=task, metrics=metrics, per_sample=rows, notes=notes, headline=headline)
     if out_dir is not None:
-        result.paths = write_report(out_dir, task, metrics, rows, overlays, notes, inputs)
+        result.paths = write_report(out_dir, task, metrics, rows, overlays, notes, inputs,
+                                    headline=headline, extras=extras)
     return result
 
 
@@ -122,23 +132,27 @@ def worst_indices(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None
 
 
 def run_referring(task: str, predictions: str | Path, annotations: str | Path,
-                  out_dir: str | Path | None = None, *, instances: str | Path | None = None,
-                  split: str | None = None, tokenizer: Any = None, image_root: str | Path | None = None,
-                  lenient: bool = False, allow_missing: bool = False, worst: int = 5,
+                  out_dir: str | Path | None = None, *, protocol: str = REFERENCE,
+                  instances: str | Path | None = None, split: str | None = None, tokenizer: Any = None,
+                  image_root: str | Path | None = None, lenient: bool = False,
+                  allow_missing: bool = False, worst: int = 5,
                   device: str | torch.device | None = None) -> RunResult:
     """RES (``task="res"``) or GRES (``task="gres"``) over a referring dataset.
 
     A sample's prediction is the union of its masks. GRES takes "no target" from the record's
     ``no_target`` flag, else from an answer without any mask (no mask words / no RLE).
-    ``device`` computes I/U with torch there (e.g. ``"cuda"``).
+    ``protocol``: RES ``"reference"`` is LISA's arithmetic, ``"strict"`` exact ratios (GRES: the
+    same numbers either way). ``device`` computes I/U with torch there (e.g. ``"cuda"``).
     """
     if task not in ("res", "gres"):
         raise ValueError(f"task must be 'res' or 'gres', got {task!r}")
+    check_protocol(protocol)
     samples = load_referring(annotations, instances, split)
     records = index_records(predictions, "id")
     check_coverage(set(records), [s.sample_id for s in samples], "samples", allow_missing)
     decoder = AnswerDecoder(tokenizer, Path(image_root) if image_root else None, lenient)
-    acc = GRESAccumulator(device=device) if task == "gres" else RESAccumulator(device=device)
+    acc = (GRESAccumulator(device=device) if task == "gres"
+           else RESAccumulator(device=device, protocol=protocol))
     preds: list[MaskPrediction] = []
     pred_u: list[dict] = []
     gt_u: list[dict] = []
@@ -157,26 +171,26 @@ def run_referring(task: str, predictions: str | Path, annotations: str | Path,
         else:
             acc.update(pred_u[i:i + BATCH], gt_u[i:i + BATCH])
     result = acc.compute()
-    rows = _referring_rows(task, samples, preds, acc, flags)
+    rows = _referring_rows(task, samples, preds, acc, flags, protocol)
     scores = np.array([r["IoU"] for r in rows])
     unions = np.array([r["U"] for r in rows])
     overlays = [_overlay(samples[i], pred_u[i], gt_u[i], scores[i], image_root)
                 for i in worst_indices(scores, worst, unions)]
-    return finish(task, result.as_dict(), rows, _prediction_notes(preds), out_dir, overlays,
-                  {"predictions": predictions, "annotations": annotations, "instances": instances,
-                   "split": split})
+    return finish(task, {"protocol": protocol, **result.as_dict()}, rows, _prediction_notes(preds),
+                  out_dir, overlays, {"predictions": predictions, "annotations": annotations,
+                                      "instances": instances, "split": split, "protocol": protocol})
 
 
 def _referring_rows(task: str, samples: list[ReferringSample], preds: list[MaskPrediction],
-                    acc: Any, flags: list[bool]) -> list[dict]:
+                    acc: Any, flags: list[bool], protocol: str) -> list[dict]:
     rows = []
     if task == "gres":
         s = acc.samples()
         inter, union, iou = s.inter, s.union, s.iou
         outcome = [OUTCOMES[k] for k in s.outcome]
     else:
-        inter, union = (np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x) for x in acc.counts())
-        iou = np.divide(inter, union, out=np.ones(len(inter)), where=union > 0)
+        inter, union = (np.asarray(x.cpu() if is_tensor(x) else x) for x in acc.counts())
+        iou = res_sample_iou(inter, union, protocol)
         outcome = None
     for k, (smp, p) in enumerate(zip(samples, preds)):
         row = {"id": smp.sample_id, "image_id": smp.image_id, "sentence": smp.sentence,
@@ -211,21 +225,26 @@ def _box_mask(box: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
 
 
 def run_rec(predictions: str | Path, annotations: str | Path, out_dir: str | Path | None = None, *,
-            box_format: str = "internvl", input_size: tuple[int, int] | None = None,
-            box_from_masks: bool = False, instances: str | Path | None = None, split: str | None = None,
-            tokenizer: Any = None, image_root: str | Path | None = None, lenient: bool = False,
-            allow_missing: bool = False, worst: int = 5) -> RunResult:
+            box_format: str = "internvl", protocol: str = REFERENCE,
+            input_size: tuple[int, int] | None = None, box_from_masks: bool = False,
+            instances: str | Path | None = None, split: str | None = None, tokenizer: Any = None,
+            image_root: str | Path | None = None, lenient: bool = False, allow_missing: bool = False,
+            worst: int = 5) -> RunResult:
     """REC accuracy. A record gives ``"box"`` (xyxy pixels), ``"masks"`` (scored by their tight
-    box) or ``"answer"`` (parsed in ``box_format``; with ``box_from_masks`` the answer's mask
-    words are decoded and their tight box is used instead). ``input_size`` (or a record's
-    ``"input_size": [w, h]``) is the frame of ``qwen_abs`` boxes."""
+    box) or ``"answer"`` (read as ``box_format`` under ``protocol``, see
+    :mod:`masktok.eval.rec_answers`; with ``box_from_masks`` the answer's mask words are decoded
+    and their tight box is used instead). ``input_size`` (or a record's ``"input_size": [w, h]``)
+    is the frame of ``qwen_abs`` boxes. Answers without a readable box are listed in the
+    report's ``unparsed.jsonl``."""
     if box_format not in BOX_FORMATS:
         raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}")
+    check_protocol(protocol)
+    float32 = protocol == REFERENCE and box_format in FLOAT32_FORMATS
     samples = load_referring(annotations, instances, split)
     records = index_records(predictions, "id")
     check_coverage(set(records), [s.sample_id for s in samples], "samples", allow_missing)
     decoder = AnswerDecoder(tokenizer, Path(image_root) if image_root else None, lenient)
-    pred_boxes, gt_boxes, rows = [], [], []
+    pred_boxes, gt_boxes, rows, unparsed = [], [], [], []
     for s in samples:
         size = (s.height, s.width)
         if s.boxes:
@@ -252,8 +271,10 @@ def run_rec(predictions: str | Path, annotations: str | Path, out_dir: str | Pat
             parsed, status = mb.box, mb.status
         elif "answer" in rec:
             frame = tuple(rec["input_size"]) if "input_size" in rec else input_size
-            pb = answer_box(rec["answer"], box_format, s.width, s.height, frame)
+            pb = answer_box(rec["answer"], box_format, s.width, s.height, frame, protocol)
             parsed, status = pb.box, pb.status
+            if pb.status != "ok":
+                unparsed.append({"id": s.sample_id, "status": pb.status, "answer": rec["answer"]})
         else:
             raise ValueError(f"{where}: needs 'box', 'masks' or 'answer'")
         pred_boxes.append(parsed if parsed is not None else np.full(4, np.nan))
@@ -261,8 +282,8 @@ def run_rec(predictions: str | Path, annotations: str | Path, out_dir: str | Pat
         rows.append({"id": s.sample_id, "image_id": s.image_id, "sentence": s.sentence, "status": status,
                      "pred_box": None if parsed is None else parsed.tolist(), "gt_box": gt.tolist()})
     pred_arr, gt_arr = np.stack(pred_boxes), np.stack(gt_boxes)
-    metrics = rec_metrics(pred_arr, gt_arr)
-    ious = box_iou(pred_arr, gt_arr)
+    metrics = rec_metrics(pred_arr, gt_arr, float32=float32)
+    ious = box_iou(pred_arr, gt_arr, float32=float32)
     for row, v in zip(rows, ious):
         row["IoU"] = float(v)
     overlays = []
@@ -273,8 +294,15 @@ def run_rec(predictions: str | Path, annotations: str | Path, out_dir: str | Pat
         overlays.append(Overlay(name=s.sample_id, gt=_box_mask(gt_arr[i], size), pred=_box_mask(pred, size),
                                 score=float(ious[i]),
                                 image=load_rgb(Path(image_root) if image_root else None, s.file_name, size)))
+    out = {"protocol": protocol, **metrics.as_dict(), "num_unparsed_answers": len(unparsed)}
     notes = []
     if metrics.num_without_box:
-        notes.append(f"{metrics.num_without_box} answers gave no usable box (scored IoU 0)")
-    return finish("rec", metrics.as_dict(), rows, notes, out_dir, overlays,
-                  {"predictions": predictions, "annotations": annotations, "box_format": box_format})
+        notes.append(f"{metrics.num_without_box} samples gave no usable box (scored IoU 0)")
+    if unparsed:
+        by_status = {st: sum(u["status"] == st for u in unparsed) for st in sorted({u["status"] for u in unparsed})}
+        notes.append(f"{len(unparsed)} answers could not be read as a {box_format} box "
+                     f"({', '.join(f'{n} {st}' for st, n in by_status.items())}), e.g. ids "
+                     f"{[u['id'] for u in unparsed[:3]]}; all of them are in unparsed.jsonl")
+    return finish("rec", out, rows, notes, out_dir, overlays,
+                  {"predictions": predictions, "annotations": annotations, "box_format": box_format,
+                   "protocol": protocol}, extras={"unparsed": unparsed})

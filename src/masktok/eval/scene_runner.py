@@ -19,6 +19,7 @@ from masktok.masks.iou import decode_rles, union_rle
 from masktok.eval.ovseg import SemSegConfusion, semantic_map_from_masks
 from masktok.eval.perception import multiple_choice_accuracy, parse_choice
 from masktok.eval.predictions import AnswerDecoder, check_coverage, index_records, record_masks
+from masktok.eval.protocol import REFERENCE, check_protocol
 from masktok.eval.psg import SceneGraph, evaluate_psg
 from masktok.eval.recon import evaluate_reconstruction
 from masktok.eval.report import Overlay
@@ -29,7 +30,7 @@ from masktok.eval.scene_datasets import (
     read_semseg_dir,
     read_semseg_json,
 )
-from masktok.words.phrase_similarity import DEFAULT_TEXT_SIMILARITY, TextSimilarity
+from masktok.words.phrase_similarity import PhraseSimilarity, TextSimilarity
 
 
 def _decoder(tokenizer: Any, image_root: str | Path | None, lenient: bool) -> AnswerDecoder:
@@ -58,13 +59,17 @@ def _gcg_prediction(rec: dict | None, ref: GCGSample, decoder: AnswerDecoder) ->
 
 
 def run_gcg(predictions: str | Path, annotations: str | Path, out_dir: str | Path | None = None, *,
-            captions: str | Path | None = None, similarity: TextSimilarity = DEFAULT_TEXT_SIMILARITY,
+            captions: str | Path | None = None, protocol: str = REFERENCE,
+            similarity: TextSimilarity | PhraseSimilarity | None = None,
             caption_metrics: bool = True, tokenizer: Any = None, image_root: str | Path | None = None,
             lenient: bool = False, allow_missing: bool = False, worst: int = 5) -> RunResult:
     """GCG: AP50, mIoU, recall (and METEOR/CIDEr when pycocoevalcap and Java are present).
 
     ``annotations`` is masktok's GCG JSONL, or GLaMM's mask ground truth with ``captions`` its
-    caption ground truth."""
+    caption ground truth. ``similarity`` as in :func:`~masktok.eval.gcg.evaluate_gcg` (default:
+    GLaMM's bert-base-uncased from the local cache, else lexical — and the report's headline
+    then says the recall is not comparable with published numbers)."""
+    check_protocol(protocol)
     refs = read_glamm_gcg(annotations, captions) if captions else read_gcg_jsonl(annotations)
     records = index_records(predictions, "image_id")
     check_coverage(set(records), [str(r.image_id) for r in refs], "images", allow_missing)
@@ -83,7 +88,8 @@ def run_gcg(predictions: str | Path, annotations: str | Path, out_dir: str | Pat
         except CaptionMetricsUnavailable as exc:
             notes.append(f"METEOR and CIDEr skipped: {exc}")
     rows: list[dict] = []
-    metrics = evaluate_gcg(refs, preds, similarity=similarity, caption_scores=scores, per_image=rows)
+    metrics = evaluate_gcg(refs, preds, protocol=protocol, similarity=similarity, caption_scores=scores,
+                           per_image=rows)
     for row, info, pred in zip(rows, infos, preds):
         row.update(info)
         row["caption"] = pred.captions[0]
@@ -104,7 +110,9 @@ def run_gcg(predictions: str | Path, annotations: str | Path, out_dir: str | Pat
         overlays.append(Overlay(name=str(ref.image_id), gt=masks[0], pred=masks[1], score=float(miou[i]),
                                 image=load_rgb(Path(image_root) if image_root else None, ref.file_name, size)))
     return finish("gcg", metrics.as_dict(), rows, notes, out_dir, overlays,
-                  {"predictions": predictions, "annotations": annotations, "captions": captions})
+                  {"predictions": predictions, "annotations": annotations, "captions": captions,
+                   "protocol": protocol, "phrase_similarity": metrics.similarity_name},
+                  headline=metrics.headline)
 
 
 def _name_to_index(value: Any, names: dict[str, int], count: int, where: str) -> int:
@@ -150,10 +158,12 @@ def _scene_graph(rec: dict | None, gt: SceneGraph, decoder: AnswerDecoder, objec
 
 
 def run_psg(predictions: str | Path, annotations: str | Path, out_dir: str | Path | None = None, *,
-            panoptic_root: str | Path, split: str | None = "test", tokenizer: Any = None,
-            image_root: str | Path | None = None, lenient: bool = False, allow_missing: bool = False,
-            ks: Sequence[int] = (20, 50, 100)) -> RunResult:
-    """PSG R@K / mR@K, standard (OpenPSG) and corrected, on an OpenPSG file."""
+            panoptic_root: str | Path, protocol: str = REFERENCE, split: str | None = "test",
+            tokenizer: Any = None, image_root: str | Path | None = None, lenient: bool = False,
+            allow_missing: bool = False, ks: Sequence[int] = (20, 50, 100)) -> RunResult:
+    """PSG R@K / mR@K on an OpenPSG file under ``protocol`` (``"reference"``: OpenPSG;
+    ``"strict"``: every image counts, one-to-one instance matching; see :mod:`masktok.eval.psg`)."""
+    check_protocol(protocol)
     ds = read_openpsg(annotations, panoptic_root, split)
     records = index_records(predictions, "image_id")
     check_coverage(set(records), [str(g.image_id) for g in ds.graphs], "images", allow_missing)
@@ -166,23 +176,27 @@ def run_psg(predictions: str | Path, annotations: str | Path, out_dir: str | Pat
         preds.append(graph)
         infos.append(info)
     rows: list[dict] = []
-    corrected_rows: list[dict] = []
-    n_pred = len(ds.predicate_classes)
-    standard = evaluate_psg(ds.graphs, preds, ks=ks, num_predicates=n_pred, per_image=rows)
-    corrected = evaluate_psg(ds.graphs, preds, ks=ks, num_predicates=n_pred, corrected=True,
-                             per_image=corrected_rows)
-    for row, crow, info in zip(rows, corrected_rows, infos):
-        row.update({f"corrected {k}": v for k, v in crow.items() if k.startswith("R@")})
-        row.update(info)
-    metrics = standard.as_dict()
-    metrics.update({k: v for k, v in corrected.as_dict().items() if k.startswith("corrected")})
-    problems = (("missing", "images had no prediction (scored empty)"),
+    result = evaluate_psg(ds.graphs, preds, protocol=protocol, ks=ks,
+                          num_predicates=len(ds.predicate_classes), per_image=rows)
+    info_by_id = {gt.image_id: info for gt, info in zip(ds.graphs, infos)}
+    for row in rows:
+        row.update(info_by_id[row["image_id"]])
+    problems = (("missing", "images had no prediction record (an empty prediction)"),
                 ("malformed_lines", "answer lines were not triplets"),
                 ("unknown_names", "labels or predicates are not in the class lists"))
     notes = [f"{total} {what}" for key, what in problems
              if (total := int(sum(int(i.get(key, 0)) for i in infos)))]
-    return finish("psg", metrics, rows, notes, out_dir, (),
-                  {"predictions": predictions, "annotations": annotations, "split": split})
+    if result.num_images_without_prediction:
+        fate = ("left out of R@K and mR@K, as OpenPSG does" if protocol == REFERENCE
+                else "scored 0")
+        notes.append(f"{result.num_images_without_prediction} images with ground-truth relations "
+                     f"had no predicted triplet: {fate}")
+    if result.num_duplicate_gt_triplets:
+        notes.append(f"{result.num_duplicate_gt_triplets} repeated ground-truth triplets were "
+                     "counted once")
+    return finish("psg", {"protocol": protocol, **result.as_dict()}, rows, notes, out_dir, (),
+                  {"predictions": predictions, "annotations": annotations, "split": split,
+                   "protocol": protocol})
 
 
 def run_ovseg(predictions: str | Path, annotations: str | Path, out_dir: str | Path | None = None, *,

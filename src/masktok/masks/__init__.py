@@ -6,8 +6,9 @@ numpy bool. Conversions:
 
 * arrays: :func:`as_mask`, :func:`as_mask_stack`
 * COCO RLE: :func:`mask_to_rle`, :func:`masks_to_rles`, :func:`masks_to_rles_torch`,
-  :func:`tiles_to_rles_torch` (masks given on tiles of a large image),
-  :func:`rle_to_mask`, :func:`rles_to_masks`, :func:`check_rle`, :func:`rle_counts`
+  :func:`tiles_to_rles_torch` (masks given on tiles of a large image), :func:`rle_to_mask`,
+  :func:`rles_to_masks`, :func:`check_rle`, :func:`check_rles` (many at once, vectorised),
+  :func:`rle_counts`
 * polygons: :func:`polygons_to_mask`, :func:`mask_to_polygons` (COCO, pixels),
   :func:`yolo_rings_to_mask`, :func:`mask_to_yolo_rings` (YOLO-seg, normalised)
 * PNG: :func:`read_mask_png` / :func:`write_mask_png` (binary, 8-bit thresholded),
@@ -21,7 +22,6 @@ Annotation files (COCO, panoptic, YOLO-seg, labelme) are read by :mod:`masktok.a
 """
 
 from masktok.masks.arrays import as_mask, as_mask_stack, check_size
-from masktok.masks.bits import BitMasks
 from masktok.masks.boxes import coco_bbox_to_xyxy, mask_to_box, masks_to_boxes, rle_to_box
 from masktok.masks.png import (
     index_map_to_masks,
@@ -46,6 +46,7 @@ from masktok.masks.polygons import (
     yolo_rings_to_mask,
 )
 from masktok.masks.resize import fit_size, resize_mask
+from masktok.masks.rle_batch import check_rles
 from masktok.masks.rle import (
     check_rle,
     compress_counts,
@@ -66,6 +67,7 @@ __all__ = [
     "as_mask_stack",
     "check_size",
     "check_rle",
+    "check_rles",
     "rle_counts",
     "rle_area",
     "mask_to_rle",
@@ -101,3 +103,12 @@ __all__ = [
     "resize_mask",
     "fit_size",
 ]
+
+
+def __getattr__(name: str):
+    # BitMasks needs torch; import it on first use so that the numpy/RLE paths stay torch-free
+    if name == "BitMasks":
+        from masktok.masks.bits import BitMasks
+
+        return BitMasks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

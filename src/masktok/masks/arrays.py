@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_mask", "as_mask_stack", "to_numpy"]
+__all__ = ["as_mask", "as_mask_stack", "to_numpy", "is_tensor"]
+
+
+def is_tensor(x: Any) -> bool:
+    """True for a torch tensor, without importing torch (a tensor can only exist once torch is
+    imported, so code that never sees tensors never pays torch's import)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def to_numpy(x: Any, name: str) -> np.ndarray:

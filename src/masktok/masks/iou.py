@@ -15,14 +15,18 @@ return an empty merge or a zero IoU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pycocotools import mask as mask_utils
 
-from masktok.masks import check_rle
+from masktok.masks import check_rle, check_rles
+from masktok.masks.arrays import is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 # pycocotools' ``area`` overflows on lists longer than 255 RLEs; feed it in chunks.
 _AREA_CHUNK = 200
@@ -41,6 +45,25 @@ class _CheckedRLE(dict):
     """A dict RLE that :func:`check_rle` has accepted (so it is not parsed twice)."""
 
 
+def coco_rle_groups(groups: Sequence[Sequence[Any]], name: Callable[[int, int], str]
+                    ) -> list[list[dict]]:
+    """Validate lists of RLEs (e.g. the masks of every record of a file) in one batch
+    (:func:`masktok.masks.check_rles`, vectorised over all of them) → the same lists in
+    :func:`coco_rle`'s form. ``name(g, i)`` names mask ``i`` of group ``g`` in errors."""
+    flat: list[Any] = []
+    where: list[tuple[int, int]] = []
+    for g, group in enumerate(groups):
+        for i, rle in enumerate(group):
+            if not isinstance(rle, _CheckedRLE):
+                flat.append(rle)
+                where.append((g, i))
+    checked = check_rles(flat, name=lambda k: name(*where[k]))
+    out = [list(group) for group in groups]
+    for (g, i), rle in zip(where, checked):
+        out[g][i] = _CheckedRLE(rle)
+    return out
+
+
 def rle_size(rle: dict) -> tuple[int, int]:
     """(H, W) of a COCO RLE."""
     return int(rle["size"][0]), int(rle["size"][1])
@@ -48,7 +71,12 @@ def rle_size(rle: dict) -> tuple[int, int]:
 
 def empty_rle(height: int, width: int) -> dict:
     """The compressed RLE of an all-false (height, width) mask."""
-    return _CheckedRLE(mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0])
+    return _CheckedRLE(_empty_rle(int(height), int(width)))
+
+
+@lru_cache(maxsize=16)
+def _empty_rle(height: int, width: int) -> dict:
+    return mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
 
 
 def encode_masks(masks: np.ndarray) -> list[dict]:
@@ -110,13 +138,18 @@ def rle_intersection_union(pred: Sequence[dict], gt: Sequence[dict]) -> tuple[np
     return inter, area_p + area_g - inter
 
 
+def _is_bool(dtype: Any) -> bool:
+    """numpy's or torch's bool dtype."""
+    return dtype == np.bool_ or str(dtype) == "torch.bool"
+
+
 def _check_dense_pair(pred: Any, gt: Any) -> None:
     if tuple(pred.shape) != tuple(gt.shape):
         raise ValueError(f"predicted masks have shape {tuple(pred.shape)} but ground truth has "
                          f"{tuple(gt.shape)} (masks of different sizes cannot be compared)")
     if pred.ndim != 3:
         raise ValueError(f"expected (N, H, W) mask stacks, got shape {tuple(pred.shape)}")
-    if pred.dtype not in (np.bool_, torch.bool) or gt.dtype not in (np.bool_, torch.bool):
+    if not (_is_bool(pred.dtype) and _is_bool(gt.dtype)):
         raise ValueError(f"masks must be boolean, got {pred.dtype} and {gt.dtype}")
 
 
@@ -151,6 +184,8 @@ def torch_intersection_union(pred: torch.Tensor | np.ndarray, gt: torch.Tensor |
     Returns:
         I (N,) int64, U (N,) int64 — on ``device``, so callers can keep accumulating there.
     """
+    import torch
+
     pred_t = torch.as_tensor(pred)
     gt_t = torch.as_tensor(gt)
     _check_dense_pair(pred_t, gt_t)
@@ -244,15 +279,18 @@ def intersection_union(pred: Any, gt: Any, device: str | torch.device | None = N
         gt = decode_rles([coco_rle(g, f"gt[{i}]") for i, g in enumerate(gt)],
                          None if len(gt) else tuple(pred.shape[1:]))
     if device is None:
-        device = next((m.device for m in (pred, gt) if isinstance(m, torch.Tensor)), None)
-    if device is not None and torch.device(device).type != "cpu":
-        return torch_intersection_union(pred, gt, device)
+        device = next((m.device for m in (pred, gt) if is_tensor(m)), None)
+    if device is not None and str(device) != "cpu":
+        import torch
+
+        if torch.device(device).type != "cpu":
+            return torch_intersection_union(pred, gt, device)
     # On the CPU numpy's per-mask count_nonzero is several times faster than torch's reductions.
     return dense_intersection_union(_cpu_numpy(pred), _cpu_numpy(gt))
 
 
 def _cpu_numpy(masks: Any) -> np.ndarray:
-    if isinstance(masks, torch.Tensor):
+    if is_tensor(masks):
         return masks.detach().cpu().numpy()
     return np.asarray(masks)
 
@@ -261,7 +299,9 @@ def mask_areas(masks: Any) -> np.ndarray:
     """Pixel count of each mask → (N,) int64 numpy, for (N, H, W) numpy / torch or RLE lists."""
     if is_rle_list(masks):
         return rle_areas([coco_rle(m, f"masks[{i}]") for i, m in enumerate(masks)])
-    if isinstance(masks, torch.Tensor) and masks.device.type != "cpu":
+    if is_tensor(masks) and masks.device.type != "cpu":
+        import torch
+
         return torch.count_nonzero(masks.flatten(1), dim=1).cpu().numpy() if masks.shape[0] else \
             np.zeros(0, dtype=np.int64)
     masks = _cpu_numpy(masks)
@@ -269,7 +309,8 @@ def mask_areas(masks: Any) -> np.ndarray:
 
 
 def greedy_matched_ious(iou: np.ndarray) -> list[float]:
-    """GLaMM's one-to-one greedy matching on an (M, N) IoU matrix → the matched IoUs in order."""
+    """GLaMM's one-to-one greedy matching on an (M, N) IoU matrix → the matched IoUs in order
+    (a NaN anywhere makes the maximum NaN, so nothing is matched, as in GLaMM)."""
     work = np.array(iou, dtype=np.float64)
     matched: list[float] = []
     while work.size > 0 and work.max() > 0:

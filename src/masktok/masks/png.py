@@ -1,7 +1,9 @@
 """Masks as PNG files: binary masks, 8-bit masks (thresholded), index maps and panoptic ids.
 
 * binary: written as 8-bit grayscale 0/255; read from mode ``1`` or ``L``. An ``L`` file that is
-  not plainly binary ({0, 1} or {0, 255}) needs an explicit ``threshold`` (pixel > threshold).
+  not plainly binary ({0, 1} or {0, 255}) needs an explicit ``threshold`` (pixel > threshold);
+  no threshold is suggested, since grey levels can carry meaning (ADE20K object masks: 128 is the
+  occluded part — read them with :func:`masktok.annotations.read_ade20k_object_mask`).
 * index map: one integer id per pixel (palette ``P`` images such as PASCAL VOC, ``L``, 16-bit),
   turned into one mask per id.
 * COCO panoptic: RGB where the segment id is ``R + 256·G + 256²·B``.
@@ -69,11 +71,18 @@ def read_mask_png(path: str | Path, threshold: int | None = None) -> np.ndarray:
             raise ValueError(f"threshold: expected an int in [0, 255], got {threshold!r}")
         return arr > int(threshold)
     values = np.unique(arr)
-    if set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}:
+    levels = set(values.tolist())
+    if levels <= {0, 1} or levels <= {0, 255}:
         return arr > 0
+    if levels == {0, 128, 255} or levels == {128, 255} or levels == {0, 128}:
+        raise ValueError(f"{path}: 8-bit mask holds the levels {sorted(levels)}: this looks like an "
+                         "ADE20K object mask (255 visible, 128 occluded part); read it with "
+                         "masktok.annotations.read_ade20k_object_mask(path, region='visible' | "
+                         "'occluded' | 'amodal') — a threshold would decide silently whether the "
+                         "occluded part belongs to the object")
     raise ValueError(f"{path}: 8-bit mask holds {len(values)} grey levels "
-                     f"({values[:6].tolist()}...); give a threshold (e.g. 127: foreground is "
-                     "pixel > 127)")
+                     f"({values[:6].tolist()}{'...' if len(values) > 6 else ''}); pass threshold=T "
+                     "(foreground is pixel > T) chosen for what these levels mean in your data")
 
 
 def write_mask_png(path: str | Path, mask: Any) -> None:

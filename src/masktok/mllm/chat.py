@@ -26,12 +26,18 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor
 from masktok.mllm.conversation import Conversation, add_user_turn
-from masktok.mllm.grounding import align_phrases, parse_scene_graph
+from masktok.mllm.results import ChatResult, build_chat_result
+from masktok.mllm.span_masks import decode_span_masks, should_decode
 from masktok.words.prompts import PHRASE_END, PHRASE_START
-from masktok.mllm.results import ChatResult, MaskPrediction
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
 from masktok.masks.zoom import ZoomConfig
+from masktok.tokenizers.refine.refined import RefinedTokenizer, with_refinement
 from masktok.words import MaskSpan
+
+
+REFINER_DIR = "refiner"  # a chat folder's SAM 2 refiner (masktok format), used with refine="sam2"
+# Processors whose model flattens (images, tiles) before its vision tower (see _ragged_tile_inputs).
+TILE_FLATTENING_PROCESSORS = ("PerceptionLMProcessor",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,16 @@ class GenerationSettings:
         decode_repaired: also decode spans the lenient parser repaired (status not ``ok``).
         threshold: mask threshold handed to the tokenizer (None: its default).
         logits_processors: extra ``LogitsProcessor``s, applied before the grammar.
+        soft_decoding: decode each span from the model's code probabilities (softmax(2 · logits)
+            over the code ids, HiMTok's LMM path) instead of its sampled codes; needs a tokenizer
+            with ``decode_soft``. Official InternVL-HiMTok folders turn it on.
+        soft_renormalize: with ``soft_decoding``, L2-normalise the probability-weighted code
+            vector (True: a one-hot distribution decodes exactly like its hard code; False: the
+            official LMM's raw mixture); None: the tokenizer's default (its config's
+            ``soft_renormalize``, False for the official HiMTok).
+        partial_codes: how a SAMTok word with a level left out decodes (``"level0_only"``, the
+            default, or ``"reference"``: the official code's row 0 for the missing level); None:
+            the tokenizer's default.
     """
 
     max_new_tokens: int = 512
@@ -60,6 +76,9 @@ class GenerationSettings:
     decode_repaired: bool = True
     threshold: float | None = None
     logits_processors: tuple[LogitsProcessor, ...] = ()
+    soft_decoding: bool = False
+    soft_renormalize: bool | None = None
+    partial_codes: str | None = None
 
     def replace(self, **overrides: Any) -> "GenerationSettings":
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
@@ -117,22 +136,45 @@ class MaskChat:
     def from_pretrained(cls, path: str | Path, *, mask_tokenizer: Any = None,
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                         mask_tokenizer_kwargs: dict[str, Any] | None = None,
+                        refine: str | None = None, refiner: Any = None,
                         **kwargs: Any) -> "MaskChat":
-        """Load an official SAMTok VLM folder or a folder written by :meth:`save_pretrained`
-        (see :func:`masktok.mllm.loading.load_chat_components`); ``kwargs`` go to the
-        constructor (``settings``, ``zoom``)."""
-        from masktok.mllm.loading import load_chat_components
+        """Load any chat folder: an official SAMTok VLM folder (Qwen2.5-VL, Qwen3-VL,
+        PerceptionLM), the official InternVL2.5-HiMTok folder, or a folder written by
+        :meth:`save_pretrained` or the training recipes (see
+        :func:`masktok.mllm.loading.load_chat_components`).
+
+        ``mask_tokenizer``: a tokenizer object or path that replaces the folder's own (pairs any
+        VLM with any tokenizer whose words it holds). The folder's recorded chat settings (e.g.
+        the official soft decoding) become the defaults unless ``settings`` is given; ``kwargs``
+        go to the constructor (``settings``, ``zoom``).
+
+        ``refine="sam2"`` refines every decoded mask with a SAM 2 refiner (HiMTok's optional
+        post-refinement): ``refiner`` (a :class:`~masktok.tokenizers.refine.SAMRefiner` or a
+        path), by default the folder's ``refiner/``. ``refine=None`` (default): no refinement.
+        """
+        from masktok.mllm.loading import chat_settings, load_chat_components
 
         model, processor, tokenizer = load_chat_components(
             path, mask_tokenizer=mask_tokenizer, device=device, dtype=dtype,
             mask_tokenizer_kwargs=mask_tokenizer_kwargs)
+        if refine is not None and refiner is None and (Path(path) / REFINER_DIR).is_dir():
+            refiner = Path(path) / REFINER_DIR
+        tokenizer = with_refinement(tokenizer, refine, refiner, device=device)
+        if "settings" not in kwargs:
+            recorded = chat_settings(path)
+            if mask_tokenizer is None and recorded:
+                kwargs["settings"] = GenerationSettings().replace(**recorded)
         return cls(model, processor, tokenizer, **kwargs)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the model, processor and mask tokenizer as one folder."""
         from masktok.mllm.loading import save_chat_components
 
-        save_chat_components(path, self.model, self.processor, self.mask_tokenizer)
+        recorded = {k: getattr(self.settings, k) for k in ("soft_decoding", "soft_renormalize")
+                    if getattr(self.settings, k) != getattr(GenerationSettings(), k)}
+        save_chat_components(path, self.model, self.processor, self.mask_tokenizer, settings=recorded)
+        if isinstance(self.mask_tokenizer, RefinedTokenizer):
+            self.mask_tokenizer.refiner.save_pretrained(Path(path) / REFINER_DIR)
 
     # ------------------------------------------------------------------ conversations
     def start(self, image: Any, system: str | None = None) -> Conversation:
@@ -182,8 +224,13 @@ class MaskChat:
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
-            inputs = self.processor(text=texts, images=images or None, padding=True,
-                                    return_tensors="pt")
+            # The rendered template holds every special token (a BOS included where the model
+            # has one): the tokenizer must not add its own again.
+            if type(self.processor).__name__ in TILE_FLATTENING_PROCESSORS and len(images) > 1:
+                inputs = self._ragged_tile_inputs(texts, images)
+            else:
+                inputs = self.processor(text=texts, images=images or None, padding=True,
+                                        return_tensors="pt", add_special_tokens=False)
         finally:
             self.tokenizer.padding_side = side
         device = self.model.device
@@ -191,6 +238,18 @@ class MaskChat:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
+
+    def _ragged_tile_inputs(self, texts: list[str], images: list[Any]) -> dict[str, Any]:
+        """Inputs when images may have different tile counts (a zoom crop beside its image):
+        PerceptionLM's processor cannot stack those, but its model flattens images × tiles
+        before the vision tower, so every tile goes into one row (1, Σ tiles, 3, H, W), in the
+        order of the image placeholders."""
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors=None,
+                                add_special_tokens=False)
+        tiles = [torch.as_tensor(np.asarray(t)) for t in inputs["pixel_values"]]
+        out = {k: torch.as_tensor(v) for k, v in inputs.items() if k != "pixel_values"}
+        out["pixel_values"] = torch.cat(tiles).unsqueeze(0)
+        return out
 
     def grammar(self, settings: GenerationSettings, max_length: int | None) -> LogitsProcessorList:
         """The logits processors for ``settings``: its extra ones, then the grammar (if on)."""
@@ -236,75 +295,97 @@ class MaskChat:
             return []
         settings = self.settings.replace(**overrides)
         inputs = self.model_inputs(conversations)
-        output = self.model.generate(**self.generation_kwargs(inputs, settings))
-        generated = output[:, inputs["input_ids"].shape[1]:].tolist()
-        return [self.finish(c, ids, settings) for c, ids in zip(conversations, generated)]
+        kwargs = self.generation_kwargs(inputs, settings)
+        if settings.soft_decoding:
+            self._check_soft_decoding()
+            kwargs.update(output_logits=True, return_dict_in_generate=True)
+        output = self.model.generate(**kwargs)
+        sequences = output.sequences if settings.soft_decoding else output
+        generated = sequences[:, inputs["input_ids"].shape[1]:].tolist()
+        step_logits = torch.stack(output.logits, dim=1) if settings.soft_decoding else None
+        return [self.finish(c, ids, settings, step_logits=None if step_logits is None else step_logits[i])
+                for i, (c, ids) in enumerate(zip(conversations, generated))]
+
+    def _check_soft_decoding(self) -> None:
+        if not hasattr(getattr(self.mask_tokenizer, "base", self.mask_tokenizer), "decode_soft"):
+            raise ValueError(f"settings.soft_decoding: {type(self.mask_tokenizer).__name__} has no soft decoding "
+                             "(HiMTok has); turn it off")
 
     def stream(self, conversation: Conversation, **overrides: Any) -> Iterator[Any]:
         """Answer ``conversation``'s last user turn, yielding text pieces and each mask as soon
-        as its end token is generated (see :mod:`masktok.mllm.streaming`)."""
+        as its end token is generated (see :mod:`masktok.mllm.streaming`). Masks are decoded
+        from their codes: streaming with ``soft_decoding`` on is refused."""
         from masktok.mllm.streaming import stream_answer
 
-        yield from stream_answer(self, conversation, self.settings.replace(**overrides))
+        settings = self.settings.replace(**overrides)
+        if settings.soft_decoding:
+            raise ValueError("stream: masks are decoded as their codes arrive, without the logits soft "
+                             "decoding needs; pass soft_decoding=False to stream, or use generate")
+        yield from stream_answer(self, conversation, settings)
 
     # ------------------------------------------------------------------ answers
     def finish(self, conversation: Conversation, generated: Sequence[int],
                settings: GenerationSettings,
-               decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None) -> ChatResult:
+               decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None, *,
+               step_logits: torch.Tensor | None = None) -> ChatResult:
         """Generated ids of one answer → :class:`ChatResult`; the answer joins the history.
 
         ``decoded`` holds masks already decoded (keyed by span start and codes), e.g. while
-        streaming, so they are not decoded twice.
+        streaming, so they are not decoded twice. ``step_logits`` (steps, V): the raw logits of
+        every generated position, for soft decoding.
         """
         ids = trim_generated(generated, eos_ids=self.eos_ids, pad_id=self.pad_id)
         layout = layout_answer(ids, self.tokenizer, self.vocab, self.mask_ids,
                                lenient=settings.lenient)
-        masks = self.decode_spans(conversation, [s.span for s in layout.spans], settings, decoded)
+        spans = [s.span for s in layout.spans]
+        if settings.soft_decoding:
+            if step_logits is None:
+                raise ValueError("settings.soft_decoding: the generation logits are needed")
+            masks = self.decode_spans_soft(conversation, spans, settings, step_logits)
+        else:
+            masks = self.decode_spans(conversation, spans, settings, decoded)
         result = self.build_result(conversation, layout, masks)
         conversation.add_answer(history_text(layout))
         return result
 
     def should_decode(self, span: MaskSpan, settings: GenerationSettings) -> bool:
-        return span.ok or (settings.decode_repaired and span.decodable)
+        return should_decode(span, decode_repaired=settings.decode_repaired)
 
     def decode_spans(self, conversation: Conversation, spans: Sequence[MaskSpan],
                      settings: GenerationSettings,
                      decoded: dict[tuple[int, tuple[int, ...]], np.ndarray] | None = None,
                      ) -> list[np.ndarray | None]:
-        """Masks (H, W) bool of ``spans`` on the conversation's image (None: not decoded).
+        """Masks (H, W) bool of ``spans`` on the conversation's image (None: not decoded); see
+        :func:`masktok.mllm.span_masks.decode_span_masks`."""
+        return decode_span_masks(self.mask_tokenizer, conversation, spans,
+                                 threshold=settings.threshold,
+                                 decode_repaired=settings.decode_repaired, decoded=decoded,
+                                 partial=settings.partial_codes)
 
-        Spans are grouped by code length and each group is decoded in one tokenizer call; the
-        image is encoded once per conversation when the tokenizer offers reusable embeddings
-        (SAMTok's ``embed_image``), so later rounds and streamed masks skip the image encoder.
-        """
-        decoded = decoded or {}
+    def code_token_ids(self) -> torch.Tensor:
+        """(V_codes,) token id of every code, in code order (a single-level vocabulary)."""
+        size = self.vocab.codebook_size
+        return torch.tensor([self.mask_ids[self.vocab.code_token(0, c)] for c in range(size)], dtype=torch.long)
+
+    def decode_spans_soft(self, conversation: Conversation, spans: Sequence[MaskSpan],
+                          settings: GenerationSettings, step_logits: torch.Tensor) -> list[np.ndarray | None]:
+        """Masks of ``spans`` from the code probabilities at their code positions:
+        softmax(2 · logits) over the code ids only (HiMTok's LMM decoding, ``decode_prob``)."""
+        code_ids = self.code_token_ids().to(step_logits.device)
         out: list[np.ndarray | None] = [None] * len(spans)
-        groups: dict[int, list[int]] = {}
         for i, span in enumerate(spans):
-            key = (span.start, tuple(span.codes))
-            if key in decoded:
-                out[i] = decoded[key]
-            elif self.should_decode(span, settings) and len(span.codes) > 0:
-                groups.setdefault(len(span.codes), []).append(i)
-        for length, members in groups.items():
-            codes = torch.tensor([list(spans[i].codes) for i in members], dtype=torch.long)
-            masks = self.mask_tokenizer.decode(conversation.tokenizer_image(self.mask_tokenizer),
-                                               codes, size=conversation.size,
-                                               threshold=settings.threshold)
-            masks = masks.detach().to("cpu").numpy().astype(bool)
-            for i, mask in zip(members, masks):
-                out[i] = mask
+            if not (self.should_decode(span, settings) and len(span.codes) > 0):
+                continue
+            positions = torch.arange(span.start + 1, span.start + 1 + len(span.codes))
+            logits = step_logits[positions.to(step_logits.device)][:, code_ids]
+            probs = self.mask_tokenizer.code_probs_from_logits(logits)[None]
+            refined = isinstance(self.mask_tokenizer, RefinedTokenizer)
+            mask = self.mask_tokenizer.decode_soft(probs, size=conversation.size, threshold=settings.threshold,
+                                                   renormalize=settings.soft_renormalize,
+                                                   **({"image": conversation.image} if refined else {}))
+            out[i] = mask[0].detach().to("cpu").numpy().astype(bool)
         return out
 
     def build_result(self, conversation: Conversation, layout: AnswerLayout,
                      masks: Sequence[np.ndarray | None]) -> ChatResult:
-        phrases = align_phrases(layout)
-        owner = {i: p.phrase for p in phrases for i in p.span_indices}
-        predictions = [MaskPrediction(span=located.span,
-                                      words=layout.text[located.char_start:located.char_end],
-                                      char_start=located.char_start, char_end=located.char_end,
-                                      mask=mask, phrase=owner.get(i))
-                       for i, (located, mask) in enumerate(zip(layout.spans, masks))]
-        return ChatResult(text=layout.text, token_ids=layout.token_ids, masks=predictions,
-                          phrases=phrases, relations=parse_scene_graph(layout),
-                          image_size=conversation.size)
+        return build_chat_result(layout, masks, image_size=conversation.size)

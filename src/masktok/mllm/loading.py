@@ -1,60 +1,134 @@
 """Load and save a chat model: the VLM, its processor and its mask tokenizer, as one folder.
 
-Two folder layouts load:
+One call for every layout (:func:`load_chat_components`, behind ``MaskChat.from_pretrained`` and
+``masktok chat FOLDER``):
 
-* an **official SAMTok VLM folder** (e.g. ``Qwen3-VL-8B-SAMTok/``): the Hugging Face model and
-  processor files plus ``mask_tokenizer_256x2.pth`` (and ``sam2.1_hiera_large.pt``);
-* a **masktok folder** written by :func:`save_chat_components`: the model and processor files, a
-  ``mask_tokenizer/`` sub-folder in masktok's tokenizer format, and ``masktok_chat.json``.
+* an **official SAMTok VLM folder** (``Qwen3-VL-8B-SAMTok/``, ``Qwen2.5-VL-7B-SAMTok/``,
+  ``PLM-1B-SAMTok/``): the Hugging Face model and processor files plus
+  ``mask_tokenizer_256x2.pth`` (and ``sam2.1_hiera_large.pt``);
+* the **official InternVL2.5-HiMTok folder**: remote-code InternVL whose HiMTok lives inside the
+  weight shards; converted in memory to transformers' native InternVL classes
+  (:mod:`masktok.mllm.internvl`; ``masktok convert internvl-himtok`` writes it once);
+* a **masktok folder** written by :func:`save_chat_components` (also what the SFT / GRPO recipes
+  export): model and processor files, ``mask_tokenizer/`` in masktok's format and
+  ``masktok_chat.json`` (which may carry chat settings, e.g. the official soft decoding);
+* any HF folder with ``himtok.pth`` beside the model.
 
-A folder holding an official HiMTok checkpoint (``himtok.pth``) next to the model loads too.
+Any VLM pairs with any tokenizer through ``mask_tokenizer=`` (an object or a path; the CLI's
+``--tokenizer``), as long as the VLM's tokenizer holds that tokenizer's mask words.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from masktok.mllm.vocabulary import mask_token_ids
+from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
 
 MANIFEST_NAME = "masktok_chat.json"
 MASK_TOKENIZER_DIR = "mask_tokenizer"
 SAMTOK_OFFICIAL_NAME = "mask_tokenizer_256x2.pth"
 SAMTOK_OFFICIAL_GLOB = "mask_tokenizer*.pth"
+SAM2_OFFICIAL_NAME = "sam2.1_hiera_large.pt"
 SAM2_OFFICIAL_GLOB = "sam2*.pt"
 HIMTOK_OFFICIAL_NAME = "himtok.pth"
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+# Official files of other sizes than the published models: their config beside them (masktok's
+# config dict), since head counts and window sizes cannot be read off tensor shapes.
+SIDECAR_CONFIGS = {"samtok": "samtok_config.json", "himtok": "himtok_config.json", "internvl": "himtok_config.json"}
+PAIR_HINT = "pass mask_tokenizer=PATH (CLI: --tokenizer PATH)"
+
+
+@dataclass(frozen=True)
+class TokenizerLocation:
+    """Where a chat folder's mask tokenizer is: ``kind`` is ``"masktok"`` (a masktok tokenizer
+    folder), ``"samtok"`` (an official SAMTok file), ``"himtok"`` (an official ``himtok.pth``) or
+    ``"internvl"`` (HiMTok inside official InternVL weight shards; ``path`` is the folder)."""
+
+    kind: str
+    path: Path
+
+
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def tokenizer_candidates(path: str | Path) -> list[TokenizerLocation]:
+    """Every mask tokenizer a chat folder holds (several: the caller must choose)."""
+    from masktok.mllm.internvl import is_official_internvl
+
+    folder = Path(path)
+    found: list[TokenizerLocation] = []
+    manifest = _manifest(folder)
+    if manifest is not None:
+        sub = folder / manifest.get("mask_tokenizer", MASK_TOKENIZER_DIR)
+        if not sub.is_dir():
+            raise ValueError(f"{folder / MANIFEST_NAME}: names mask tokenizer folder {sub.name}/, which is missing; "
+                             f"restore it or {PAIR_HINT}")
+        found.append(TokenizerLocation("masktok", sub))
+    elif (folder / MASK_TOKENIZER_DIR).is_dir():
+        found.append(TokenizerLocation("masktok", folder / MASK_TOKENIZER_DIR))
+    found += [TokenizerLocation("samtok", p) for p in sorted(folder.glob(SAMTOK_OFFICIAL_GLOB))]
+    if (folder / HIMTOK_OFFICIAL_NAME).is_file():
+        found.append(TokenizerLocation("himtok", folder / HIMTOK_OFFICIAL_NAME))
+    if is_official_internvl(folder):
+        found.append(TokenizerLocation("internvl", folder))
+    return found
 
 
 def find_mask_tokenizer(path: str | Path) -> tuple[str, Path]:
-    """Which mask tokenizer a chat folder holds: (``"masktok"|"samtok"|"himtok"``, its path: the
-    masktok sub-folder or the official checkpoint file).
+    """Which mask tokenizer a chat folder holds: (kind, path) of :class:`TokenizerLocation`.
 
     Raises:
-        ValueError: the folder holds none of the known layouts.
+        ValueError: the folder holds none, or several (naming them and what to pass).
     """
     folder = Path(path)
-    manifest = folder / MANIFEST_NAME
-    if manifest.is_file():
-        info = json.loads(manifest.read_text())
-        sub = folder / info.get("mask_tokenizer", MASK_TOKENIZER_DIR)
-        if not sub.is_dir():
-            raise ValueError(f"{manifest}: names mask tokenizer folder {sub}, which is missing")
-        return "masktok", sub
-    if (folder / MASK_TOKENIZER_DIR).is_dir():
-        return "masktok", folder / MASK_TOKENIZER_DIR
-    official = sorted(folder.glob(SAMTOK_OFFICIAL_GLOB))
-    if len(official) > 1:
-        raise ValueError(f"{folder}: several SAMTok checkpoints {[p.name for p in official]}")
-    if official:
-        return "samtok", official[0]
-    if (folder / HIMTOK_OFFICIAL_NAME).is_file():
-        return "himtok", folder / HIMTOK_OFFICIAL_NAME
-    raise ValueError(
-        f"{folder}: no mask tokenizer found: expected {MANIFEST_NAME} / {MASK_TOKENIZER_DIR}/ "
-        f"(masktok), {SAMTOK_OFFICIAL_NAME} (official SAMTok) or {HIMTOK_OFFICIAL_NAME} (HiMTok)")
+    found = tokenizer_candidates(folder)
+    if len(found) > 1:
+        names = ", ".join(f"{c.path.name} ({c.kind})" for c in found)
+        raise ValueError(f"{folder}: holds {len(found)} candidate mask tokenizers: {names}; {PAIR_HINT} to "
+                         "choose one")
+    if not found:
+        raise ValueError(
+            f"{folder}: no mask tokenizer found: expected {MANIFEST_NAME} + {MASK_TOKENIZER_DIR}/ (masktok), "
+            f"{SAMTOK_OFFICIAL_NAME} (official SAMTok) or {HIMTOK_OFFICIAL_NAME} (HiMTok); {PAIR_HINT} to "
+            "pair this VLM with a tokenizer")
+    return found[0].kind, found[0].path
+
+
+def sidecar_config(folder: str | Path, kind: str) -> Any:
+    """The tokenizer config a folder records beside official files (:data:`SIDECAR_CONFIGS`), or
+    None (the published sizes need none: SAMTok's Hiera preset is read off its shapes, HiMTok's
+    is the official one)."""
+    name = SIDECAR_CONFIGS.get(kind)
+    path = Path(folder) / name if name else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if kind == "samtok":
+        from masktok.tokenizers.samtok.config import SAMTokConfig
+
+        return SAMTokConfig.from_dict(data)
+    from masktok.tokenizers.himtok import HiMTokConfig
+
+    return HiMTokConfig.from_dict(data)
 
 
 def load_mask_tokenizer(path: str | Path, *, device: str | torch.device = "cpu",
@@ -65,6 +139,10 @@ def load_mask_tokenizer(path: str | Path, *, device: str | torch.device = "cpu",
     model that matches no released preset.
     """
     kind, location = find_mask_tokenizer(path)
+    if kind != "masktok" and "config" not in kwargs:
+        config = sidecar_config(location if location.is_dir() else location.parent, kind)
+        if config is not None:
+            kwargs["config"] = config
     if kind == "masktok":
         from masktok.tokenizers import load_tokenizer
 
@@ -74,54 +152,164 @@ def load_mask_tokenizer(path: str | Path, *, device: str | torch.device = "cpu",
 
         # The tokenizer file itself, not the folder: the folder's config.json is the VLM's.
         sam2 = sorted(location.parent.glob(SAM2_OFFICIAL_GLOB))
+        if len(sam2) > 1 and "sam2_checkpoint" not in kwargs:
+            raise ValueError(f"{location.parent}: several SAM 2 checkpoints {[p.name for p in sam2]}; pass "
+                             "sam2_checkpoint= to choose one")
         if len(sam2) == 1 and "sam2_checkpoint" not in kwargs:
             kwargs["sam2_checkpoint"] = sam2[0]
         return SAMTok.from_pretrained(location, device=device, dtype=dtype, **kwargs)
     from masktok.tokenizers.himtok import HiMTok
 
+
     return HiMTok.from_pretrained(location, device=device, dtype=dtype, **kwargs)
 
 
+def open_mask_tokenizer(source: Any, *, device: str | torch.device = "cpu", **kwargs: Any) -> Any:
+    """A tokenizer object as is; a path: a chat folder's tokenizer or any tokenizer file/folder."""
+    if not isinstance(source, (str, Path)):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"tokenizer: no file or folder at {path}")
+    if path.is_dir() and tokenizer_candidates(path):
+        return load_mask_tokenizer(path, device=device, **kwargs)
+    from masktok.tokenizers import load_tokenizer
+
+    return load_tokenizer(path, device=device, **kwargs)
+
+
 def load_vlm(path: str | Path, *, device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None) -> tuple[Any, Any]:
-    """(model, processor) of a Hugging Face image-text-to-text folder, model in eval mode."""
+             dtype: torch.dtype | None = None, **model_kwargs: Any) -> tuple[Any, Any]:
+    """(model, processor) of a Hugging Face image-text-to-text folder, model in eval mode.
+
+    Official InternVL-HiMTok folders are converted in memory (see :mod:`masktok.mllm.internvl`).
+
+    Raises:
+        ValueError: not a model folder, processor files missing, or a model that does not load
+            (the message names the folder and the cause).
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from masktok.mllm.internvl import is_official_internvl, load_official_internvl
 
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder}: not a Hugging Face model folder (no config.json)")
-    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype or "auto")
-    processor = AutoProcessor.from_pretrained(folder)
+    if is_official_internvl(folder):
+        loaded = load_official_internvl(folder, device=device, dtype=dtype)
+        return loaded.model, loaded.processor
+    present = [n for n in PROCESSOR_FILES + TOKENIZER_FILES if (folder / n).is_file()]
+    if not any(n in present for n in TOKENIZER_FILES):
+        raise ValueError(f"{folder}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the processor "
+                         "and tokenizer files of the base model into the folder")
+    from safetensors import SafetensorError
+
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype or "auto", **model_kwargs)
+    except SafetensorError as error:
+        raise ValueError(f"{folder}: a weight file cannot be read (truncated or corrupted?): {error}") from error
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{folder}: the model does not load: {error}") from error
+    try:
+        processor = AutoProcessor.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{folder}: the processor does not load ({error}); the folder needs the base "
+                         f"model's processor files ({', '.join(PROCESSOR_FILES)} and the tokenizer files)") from error
     return model.to(device).eval(), processor
+
+
+def check_pairing(processor: Any, mask_tokenizer: Any) -> dict[str, int]:
+    """The mask token ids of ``mask_tokenizer``'s words in ``processor``'s tokenizer.
+
+    Raises:
+        ValueError: the VLM was trained with the other family's words (named), or lacks them.
+    """
+    from masktok.words import HIMTOK_VOCABULARY, SAMTOK_VOCABULARY
+
+    vocab = mask_tokenizer.vocabulary
+    try:
+        return mask_token_ids(processor, vocab)
+    except ValueError as error:
+        known = text_tokenizer(processor).get_vocab()
+        held = [v.name for v in (SAMTOK_VOCABULARY, HIMTOK_VOCABULARY)
+                if v.start_token in known and v.code_token(0, 0) in known]
+        if held and vocab.name not in held:
+            raise ValueError(
+                f"mask tokenizer: a {vocab.name} tokenizer ({type(mask_tokenizer).__name__}) cannot pair with this "
+                f"VLM, whose tokenizer holds the {held[0]} mask words; {PAIR_HINT} with a {held[0]} "
+                "tokenizer") from error
+        raise
+
+
+def chat_settings(path: str | Path) -> dict[str, Any]:
+    """Chat settings a masktok folder's manifest records; for an official InternVL-HiMTok folder
+    the official decoding (:data:`masktok.mllm.internvl.convert.OFFICIAL_CHAT_SETTINGS`)."""
+    from masktok.mllm.internvl import is_official_internvl
+
+    if is_official_internvl(path):
+        from masktok.mllm.internvl.convert import OFFICIAL_CHAT_SETTINGS
+
+        return dict(OFFICIAL_CHAT_SETTINGS)
+    manifest = _manifest(Path(path)) or {}
+    settings = manifest.get("settings", {})
+    return dict(settings) if isinstance(settings, dict) else {}
 
 
 def load_chat_components(path: str | Path, *, mask_tokenizer: Any = None,
                          device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                          mask_tokenizer_kwargs: dict[str, Any] | None = None,
                          ) -> tuple[Any, Any, Any]:
-    """(model, processor, mask tokenizer) of a chat folder; ``mask_tokenizer`` overrides the
-    folder's own, ``mask_tokenizer_kwargs`` go to its loader. ``dtype`` is the VLM's (default:
-    as saved); the mask tokenizer picks its own (bf16 on CUDA, fp32 on CPU).
+    """(model, processor, mask tokenizer) of a chat folder; ``mask_tokenizer`` (an object or a
+    path) overrides the folder's own, ``mask_tokenizer_kwargs`` go to its loader. ``dtype`` is the
+    VLM's (default: as saved); the mask tokenizer picks its own (bf16 on CUDA, fp32 on CPU).
 
     Raises:
-        ValueError: unknown layout, or a processor whose tokenizer lacks the mask vocabulary.
+        ValueError: unknown layout (naming what is missing and what to pass), several candidate
+            tokenizers, or a tokenizer whose mask words the VLM does not hold.
     """
-    model, processor = load_vlm(path, device=device, dtype=dtype)
+    from masktok.mllm.internvl import is_official_internvl, load_official_internvl
+
+    folder = Path(path)
+    kwargs = dict(mask_tokenizer_kwargs or {})
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: not a Hugging Face model folder (no config.json)")
     if mask_tokenizer is None:
-        mask_tokenizer = load_mask_tokenizer(path, device=device, **(mask_tokenizer_kwargs or {}))
-    mask_token_ids(processor, mask_tokenizer.vocabulary)
-    return model, processor, mask_tokenizer
+        find_mask_tokenizer(folder)  # fail on the tokenizer before loading a large VLM
+    if is_official_internvl(folder):
+        config = kwargs.get("config") or sidecar_config(folder, "internvl")
+        loaded = load_official_internvl(folder, himtok_config=config, device=device, dtype=dtype)
+        model, processor = loaded.model, loaded.processor
+        tokenizer = loaded.mask_tokenizer if mask_tokenizer is None else open_mask_tokenizer(
+            mask_tokenizer, device=device, **kwargs)
+    else:
+        model, processor = load_vlm(folder, device=device, dtype=dtype)
+        if mask_tokenizer is None:
+            tokenizer = load_mask_tokenizer(folder, device=device, **kwargs)
+        else:
+            tokenizer = open_mask_tokenizer(mask_tokenizer, device=device, **kwargs)
+    check_pairing(processor, tokenizer)
+    return model, processor, tokenizer
 
 
-def save_chat_components(path: str | Path, model: Any, processor: Any, mask_tokenizer: Any) -> None:
+def save_chat_components(path: str | Path, model: Any, processor: Any, mask_tokenizer: Any, *,
+                         settings: dict[str, Any] | None = None) -> None:
     """Write model + processor (Hugging Face files), the mask tokenizer (``mask_tokenizer/``) and
-    the ``masktok_chat.json`` manifest into ``path``."""
+    the ``masktok_chat.json`` manifest (with ``settings``, the folder's chat defaults) into ``path``."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    write_mask_tokenizer(folder, mask_tokenizer, settings=settings)
+
+
+def write_mask_tokenizer(folder: str | Path, mask_tokenizer: Any, *,
+                         settings: dict[str, Any] | None = None) -> None:
+    """The mask tokenizer (``mask_tokenizer/``, masktok's format) and the manifest of a chat folder."""
+    folder = Path(folder)
     mask_tokenizer.save_pretrained(folder / MASK_TOKENIZER_DIR)
-    manifest = {"format": "masktok-chat", "mask_tokenizer": MASK_TOKENIZER_DIR,
-                "vocabulary": mask_tokenizer.vocabulary.name,
-                "mask_tokens": len(mask_tokenizer.vocabulary.tokens())}
+    manifest: dict[str, Any] = {"format": "masktok-chat", "mask_tokenizer": MASK_TOKENIZER_DIR,
+                                "vocabulary": mask_tokenizer.vocabulary.name,
+                                "mask_tokens": len(mask_tokenizer.vocabulary.tokens())}
+    if settings:
+        manifest["settings"] = dict(settings)
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")

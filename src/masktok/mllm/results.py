@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from masktok.masks import mask_to_box, mask_to_rle
-from masktok.mllm.grounding import GroundedPhrase, SceneGraphRelation
+from masktok.mllm.answer import AnswerLayout
+from masktok.mllm.grounding import (GroundedPhrase, SceneGraphRelation, align_phrases,
+                                    parse_scene_graph)
 from masktok.words import MaskSpan
 
 
@@ -116,3 +119,18 @@ class ChatResult:
                 "object": r.object, "object_mask": r.object_span, "status": r.status,
             } for r in self.relations],
         }
+
+
+def build_chat_result(layout: AnswerLayout, masks: Sequence[np.ndarray | None], *,
+                      image_size: tuple[int, int]) -> ChatResult:
+    """An answer's layout plus its decoded masks (one per span, None when not decoded) →
+    :class:`ChatResult`, with GCG phrases and PSG relations aligned to the masks."""
+    phrases = align_phrases(layout)
+    owner = {i: p.phrase for p in phrases for i in p.span_indices}
+    predictions = [MaskPrediction(span=located.span,
+                                  words=layout.text[located.char_start:located.char_end],
+                                  char_start=located.char_start, char_end=located.char_end,
+                                  mask=mask, phrase=owner.get(i))
+                   for i, (located, mask) in enumerate(zip(layout.spans, masks))]
+    return ChatResult(text=layout.text, token_ids=layout.token_ids, masks=predictions,
+                      phrases=phrases, relations=parse_scene_graph(layout), image_size=image_size)

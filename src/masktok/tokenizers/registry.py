@@ -28,9 +28,13 @@ def tokenizer_type(path: str | Path) -> str:
         except ValueError as err:
             raise ValueError(f"{config} is not valid JSON: {err}") from err
         kind = data.get("tokenizer_type") if isinstance(data, dict) else None
-        if not isinstance(kind, str):
-            raise ValueError(f"{config} has no \"tokenizer_type\" field naming the tokenizer family")
-        return kind
+        if isinstance(kind, str):
+            return kind
+        official = official_vlm_tokenizer(folder, data) if path.is_dir() else None
+        if official is None:
+            raise ValueError(f"{config} has no \"tokenizer_type\" field naming the tokenizer family, and the "
+                             "folder holds no official tokenizer file (mask_tokenizer*.pth, himtok.pth)")
+        return official
     if path.is_dir() and any(path.glob("mask_tokenizer*.pth")):
         return "samtok"
     if path.is_file() and path.name.startswith("mask_tokenizer") and path.suffix == ".pth":
@@ -42,8 +46,53 @@ def tokenizer_type(path: str | Path) -> str:
                      "or himtok.pth")
 
 
+def official_vlm_tokenizer(folder: Path, config: Any) -> str | None:
+    """The family of the official tokenizer inside an official VLM folder, whose ``config.json``
+    is the VLM's: SAMTok folders hold ``mask_tokenizer*.pth``, HiMTok ones ``himtok.pth`` or (the
+    published InternVL2.5-HiMTok, ``model_type: internvl_chat``) HiMTok inside the weight shards.
+
+    Raises:
+        ValueError: the folder holds several candidate tokenizers.
+    """
+    found = [p.name for p in sorted(folder.glob("mask_tokenizer*.pth"))]
+    if (folder / "himtok.pth").is_file():
+        found.append("himtok.pth")
+    lmm = isinstance(config, dict) and config.get("model_type") == "internvl_chat"
+    if lmm:
+        found.append("mask_decoder.* in the weights")
+    if len(found) > 1:
+        raise ValueError(f"{folder}: holds {len(found)} candidate mask tokenizers ({found}); pass the file itself")
+    if not found:
+        return None
+    return "samtok" if found[0].startswith("mask_tokenizer") else "himtok"
+
+
+CHAT_MANIFEST = "masktok_chat.json"
+CHAT_TOKENIZER_DIR = "mask_tokenizer"
+
+
+def chat_folder_tokenizer(path: str | Path) -> Path:
+    """``path/mask_tokenizer`` for a chat folder masktok wrote (``masktok_chat.json`` or a
+    ``mask_tokenizer/`` beside a VLM), so such a folder (e.g. a recipe's ``final/``) opens as a
+    tokenizer path; any other path unchanged."""
+    path = Path(path)
+    sub = path / CHAT_TOKENIZER_DIR
+    if path.is_dir() and sub.is_dir():
+        manifest = path / CHAT_MANIFEST
+        if manifest.is_file():
+            try:
+                name = json.loads(manifest.read_text()).get("mask_tokenizer", CHAT_TOKENIZER_DIR)
+            except (ValueError, AttributeError) as err:
+                raise ValueError(f"{manifest} is not a valid masktok chat manifest: {err}") from err
+            return path / name
+        return sub
+    return path
+
+
 def load_tokenizer(path: str | Path, device: Any = "cpu", dtype: Any = None, **kwargs: Any):
-    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path``."""
+    """The :class:`~masktok.tokenizers.base.MaskTokenizer` stored at ``path`` (a tokenizer file or
+    folder, an official VLM folder, or a chat folder masktok wrote)."""
+    path = chat_folder_tokenizer(path)
     kind = tokenizer_type(path)
     if kind == "samtok":
         from masktok.tokenizers.samtok import SAMTok

@@ -4,16 +4,23 @@ A *text similarity* is any callable ``(phrases_a, phrases_b) -> (M, N) float arr
 similarities in [-1, 1] (1 = same meaning). GCG recall counts a ground-truth phrase as found when
 some predicted phrase has mask IoU ≥ 0.5 **and** similarity ≥ 0.5 with it.
 
-* :func:`lexical_similarity` — the default; needs no model. Cosine similarity of bag-of-words
+* :func:`glamm_similarity` — what ``masktok eval gcg`` uses: GLaMM's exact score with
+  ``bert-base-uncased`` when that model is in the local Hugging Face cache (or a folder is
+  given), else :func:`lexical_similarity` — and then every report says loudly that the recall is
+  lexical and not comparable with published numbers. Nothing is ever downloaded.
+* :func:`lexical_similarity` — needs no model. Cosine similarity of bag-of-words
   vectors after light normalisation (lower case, punctuation dropped, articles "a/an/the"
   dropped, plural "-s"/"-es" stripped). "the two dogs" vs "two dog" → 1.0, "a red car" vs "a
   car" → 0.71, "a man" vs "a horse" → 0.0. It is stricter than GLaMM's BERT score for
   paraphrases ("a kid" vs "a child" → 0.0).
 * :func:`embedding_similarity` — cosine of any sentence-embedding callable (e.g. a
   sentence-transformers model's ``encode``).
-* :func:`mean_pooled_transformer_similarity` — GLaMM's exact score: a local transformers
-  encoder (GLaMM uses ``bert-base-uncased``), sentence embedding = mean of the last hidden states
-  over all tokens of the phrase encoded alone, cosine similarity. Only loads from a local folder.
+* :func:`mean_pooled_transformer_similarity` — GLaMM's exact score (``eval/gcg/evaluate.py``):
+  a transformers encoder (GLaMM: ``bert-base-uncased``), sentence embedding = mean of the last
+  hidden states over all tokens of the phrase encoded alone, cosine similarity. Loads from a
+  local folder or the local Hugging Face cache only (``local_files_only``). GLaMM's cosine runs
+  on float32 embeddings (scikit-learn); masktok's in float64 — the two can only disagree on a
+  pair within ~1e-7 of the 0.5 threshold.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +122,26 @@ def embedding_similarity(encode: Callable[[list[str]], np.ndarray]) -> TextSimil
     return similarity
 
 
-def mean_pooled_transformer_similarity(model_dir: str | Path, device: str = "cpu") -> TextSimilarity:
-    """GLaMM's phrase similarity with a local transformers encoder folder (no download).
+def local_model_folder(model: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """A model folder: ``model`` itself when it is a folder, else the snapshot of the model name
+    ``model`` in the local Hugging Face cache. Nothing is downloaded and no server is asked
+    (``OSError`` when it is not on this machine)."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if isinstance(model, Path) or path.is_absolute() or str(model).startswith("."):
+        raise FileNotFoundError(f"text model: {model} is not a local model folder")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(model), cache_dir=None if cache_dir is None else str(cache_dir),
+                                  local_files_only=True))
+
+
+def mean_pooled_transformer_similarity(model: str | Path, device: str = "cpu",
+                                       cache_dir: str | Path | None = None) -> TextSimilarity:
+    """GLaMM's phrase similarity with a transformers encoder: a local folder, or a model name
+    found in the local Hugging Face cache (``cache_dir``, default the standard cache). Never
+    downloads: a model that is not on this machine is an ``OSError`` naming it.
 
     Each phrase is tokenised alone (truncation at 512 tokens, special tokens kept), run through
     ``AutoModel``, and its embedding is the mean of the last hidden states over all its tokens.
@@ -123,22 +149,80 @@ def mean_pooled_transformer_similarity(model_dir: str | Path, device: str = "cpu
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise ValueError(f"model_dir: {path} is not a local model folder")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+    folder = local_model_folder(model, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    encoder = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
 
     @torch.no_grad()
     def encode(phrases: list[str]) -> np.ndarray:
         rows = []
         for phrase in phrases:
             inputs = tokenizer(phrase, return_tensors="pt", max_length=512, truncation=True).to(device)
-            hidden = model(**inputs).last_hidden_state[0]
+            hidden = encoder(**inputs).last_hidden_state[0]
             rows.append(hidden.mean(dim=0).float().cpu().numpy())
         return np.stack(rows)
 
     return embedding_similarity(encode)
+
+
+GLAMM_TEXT_MODEL = "bert-base-uncased"
+LEXICAL = "lexical"
+
+
+@dataclass(frozen=True)
+class PhraseSimilarity:
+    """A text similarity and what it is.
+
+    Attributes:
+        similarity: the callable (see :data:`TextSimilarity`).
+        name: ``"bert-base-uncased"``, a model folder, or ``"lexical"``.
+        warning: ``None`` when the similarity is a transformers encoder as GLaMM uses; otherwise
+            the sentence every report opens with (the recall is lexical and not comparable
+            with published numbers, and why).
+    """
+
+    similarity: TextSimilarity
+    name: str
+    warning: str | None = None
+
+
+def lexical_warning(reason: str) -> str:
+    """The headline of a GCG report whose recall used :func:`lexical_similarity`."""
+    return (f"GCG recall uses the LEXICAL phrase similarity ({reason}); it is NOT comparable with "
+            f"published GCG recall, which GLaMM computes with {GLAMM_TEXT_MODEL} embeddings")
+
+
+def glamm_similarity(model: str | Path | None = None, device: str = "cpu",
+                     cache_dir: str | Path | None = None) -> PhraseSimilarity:
+    """The phrase similarity for GCG recall.
+
+    Args:
+        model: ``None`` — GLaMM's ``bert-base-uncased`` from the local Hugging Face cache, or the
+            lexical similarity (with a warning) when it is not there; ``"lexical"`` — the lexical
+            similarity (with a warning); a folder or a model name — that encoder, which must
+            load (an explicit choice never falls back: ``ValueError`` naming it).
+        cache_dir: the Hugging Face cache to look in (default: the standard one).
+    """
+    if model is None:
+        try:
+            folder = local_model_folder(GLAMM_TEXT_MODEL, cache_dir)
+        except OSError:
+            reason = f"{GLAMM_TEXT_MODEL} is not in the local Hugging Face cache"
+            return PhraseSimilarity(lexical_similarity, LEXICAL, lexical_warning(reason))
+        try:
+            found = mean_pooled_transformer_similarity(folder, device)
+        except (OSError, ValueError) as exc:
+            reason = f"{GLAMM_TEXT_MODEL} in the cache did not load: {str(exc).splitlines()[0]}"
+            return PhraseSimilarity(lexical_similarity, LEXICAL, lexical_warning(reason))
+        return PhraseSimilarity(found, GLAMM_TEXT_MODEL)
+    if str(model) == LEXICAL:
+        return PhraseSimilarity(lexical_similarity, LEXICAL, lexical_warning("chosen explicitly"))
+    try:
+        chosen = mean_pooled_transformer_similarity(model, device, cache_dir)
+    except OSError as exc:
+        raise ValueError(f"text model {str(model)!r}: neither a model folder nor in the local "
+                                f"Hugging Face cache ({str(exc).splitlines()[0]})") from None
+    return PhraseSimilarity(chosen, str(model))
 
 
 DEFAULT_TEXT_SIMILARITY: TextSimilarity = lexical_similarity

@@ -249,19 +249,27 @@ def _thin(path: Path, images, polygons: dict | None) -> list[EvalImage]:
 
 
 def evaluation_sets(root: str | Path, names: tuple[str, ...] = SET_NAMES) -> dict[str, list[EvalImage]]:
-    """The evaluation sets of the module docstring, built from the data folder ``root``."""
+    """The evaluation sets of the module docstring, built from the data folder ``root``.
+
+    Only the files the asked sets need are read: ``coco_val2014_100`` needs
+    ``coco_val2014_100/`` alone; the others need ``coco128_seg/`` labels and, but for the unseen
+    ``coco_val2014_100`` images, ``coco2017_masks/``.
+    """
     root = Path(root)
     unknown = sorted(set(names) - set(SET_NAMES))
     if unknown:
         raise ValueError(f"unknown evaluation sets {unknown}; known: {list(SET_NAMES)}")
     val_path = root / VAL2014_FILE
+    if not val_path.is_file():
+        raise FileNotFoundError(f"coco_val2014_100 annotations not found: {val_path}")
     val_images = read_coco_instances(val_path)
-    seen = coco128_image_ids(root)
+    seen = coco128_image_ids(root) if set(names) - {"coco_val2014_100"} else set()
     unseen_val = [img for img in val_images if img.image_id not in seen]
     held = []
-    for path in coco2017_files(root):
-        images = [img for img in read_coco_instances(path) if is_held_out(img.image_id) and img.image_id not in seen]
-        held.append((path, images, _raw_polygons(path)))
+    if set(names) - {"coco_val2014_100", "coco_val2014_100_unseen"}:
+        for path in coco2017_files(root):
+            images = [img for img in read_coco_instances(path) if is_held_out(img.image_id) and img.image_id not in seen]
+            held.append((path, images, _raw_polygons(path)))
     sets: dict[str, list[EvalImage]] = {}
     for name in names:
         if name == "coco_val2014_100":

@@ -44,6 +44,8 @@ class InstanceImage:
 
 def instance_images(source: DatasetSource) -> list[InstanceImage]:
     """A coco / panoptic / yolo / refs source → its images with annotations, in source order."""
+    if source.images is None:
+        raise ValueError(f"{source.kind} source: SFT conversations show the images; give the image folder")
     out = []
     for loaded in source_images(source):
         assert loaded.image_path is not None

@@ -19,6 +19,11 @@ workers in order, and the tokenizer encodes each image once for all of its masks
 per call when it offers :func:`encode_many`'s batched path. A shard file appears atomically
 (written to ``*.tmp`` then renamed) only when complete, so a re-run skips finished shards and
 redoes partial ones, and the output does not depend on where a run was interrupted.
+
+The output folder belongs to one run at a time: each process holds ``_lock.rank<R>.json``
+(:mod:`masktok.output_lock`), and a second run into the same folder stops at once with an error
+naming the first; a lock left by a killed run is taken over. pyarrow (writing Parquet) is checked
+before any work starts.
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ from masktok.data.tokenize.shards import (  # CodebookUsage, codebook_usage, usa
     write_shard,
 )
 from masktok.data.tokenize.loader import LoadedImageItem, load_images
+from masktok.errors import OutputInUseError
 from masktok.masks import BitMasks
+from masktok.output_lock import OutputLock, live_holders
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +235,48 @@ def tokenize_dataset(source: DatasetSource, tokenizer: Any, config: TokenizeConf
             with another tokenizer into the same folder is refused.
 
     Raises:
-        ValueError: a malformed source, an output folder holding another run, empty masks or
-            missing images under the ``"error"`` policy, a tokenizer returning bad codes.
+        ValueError: a malformed source, an output folder holding another run's output, empty
+            masks or missing images under the ``"error"`` policy, a tokenizer returning bad codes.
+        OutputInUseError: another run is writing into ``config.output_dir``.
+        MissingDependencyError: pyarrow is not installed.
     """
+    check_dependencies()
     rank, world_size = _dist_rank(rank, world_size)
+    if source.images is None and needs_image(tokenizer):
+        raise ValueError(f"{source.kind} source: this {tokenizer.vocabulary.name} tokenizer reads the images; "
+                         "give the image folder (images=)")
+    lock = _take_output(config.output_dir, rank, world_size)
+    try:
+        return _tokenize(source, tokenizer, config, rank, world_size, tokenizer_id)
+    finally:
+        lock.release()
+
+
+def check_dependencies() -> None:
+    """Fail now, before any work, when a package the run needs is missing (pyarrow)."""
+    pyarrow_module()
+
+
+def _take_output(out: Path, rank: int, world_size: int) -> OutputLock:
+    """This process's lock on ``out``; the other live locks must be this run's other ranks (the
+    same world size): both runs check after locking, so two runs never both go on."""
+    lock = OutputLock(out, part=f"rank{rank}", info={"rank": rank, "world_size": world_size}).acquire()
+    others = {path: holder for path, holder in live_holders(out).items()
+              if path != lock.path and holder.info.get("world_size") != world_size}
+    if others:
+        lock.release()
+        path, holder = next(iter(others.items()))
+        raise OutputInUseError(f"{out} is being written by another run: {holder.describe()} ({path.name}, "
+                               f"{holder.info.get('world_size')} process(es)); wait for it to finish or "
+                               "choose another output folder")
+    return lock
+
+
+def _tokenize(source: DatasetSource, tokenizer: Any, config: TokenizeConfig, rank: int, world_size: int,
+              tokenizer_id: str | None) -> TokenizeReport:
+    """:func:`tokenize_dataset` once the output folder is this run's."""
     start = time.perf_counter()
     out = config.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     plan = plan_shards(source, config.images_per_shard)
     vocabulary = tokenizer.vocabulary
     manifest = {

@@ -44,14 +44,16 @@ from masktok.annotations import (
     read_yolo_seg,
 )
 from masktok.annotations.sa1b import read_sa1b_json, read_sa1b_tar_member, sa1b_tar_members
+from masktok.errors import require_module
 
 SOURCE_KINDS = ("coco", "panoptic", "refs", "yolo", "sa1b", "sa1b-tar")
 
-# Which fields each kind needs (besides ``kind``).
+# Which fields each kind needs (besides ``kind``). ``images`` is optional where the annotations
+# alone hold the masks (coco, panoptic, refs): image-free tokenizers (HiMTok) never read them.
 _REQUIRED: dict[str, tuple[str, ...]] = {
-    "coco": ("annotations", "images"),
-    "panoptic": ("annotations", "panoptic_pngs", "images"),
-    "refs": ("annotations", "instances", "images"),
+    "coco": ("annotations",),
+    "panoptic": ("annotations", "panoptic_pngs"),
+    "refs": ("annotations", "instances"),
     "yolo": ("images", "labels"),
     "sa1b": ("images",),
     "sa1b-tar": ("tars",),
@@ -69,7 +71,8 @@ class DatasetSource:
     Attributes:
         kind: one of :data:`SOURCE_KINDS`.
         annotations: COCO instances / panoptic JSON, or the refs file (``refs``).
-        images: the image folder (``sa1b``: the folder of per-image JSONs and JPEGs).
+        images: the image folder (``sa1b``: the folder of per-image JSONs and JPEGs); optional
+            for coco, panoptic and refs, whose masks need no image (HiMTok reads none).
         instances: COCO instances JSON the refs point into (``refs``).
         panoptic_pngs: folder of panoptic id PNGs (``panoptic``).
         labels: YOLO-seg labels folder (``yolo``).
@@ -103,10 +106,10 @@ class DatasetSource:
         missing = [name for name in _REQUIRED[self.kind] if not getattr(self, name)]
         if missing:
             raise ValueError(f"{self.kind} source: missing {', '.join(missing)}")
-        for name in _REQUIRED[self.kind]:
+        for name in (*_REQUIRED[self.kind], "images"):
             paths = getattr(self, name)
             for path in paths if isinstance(paths, tuple) else (paths,):
-                if not path.exists():
+                if path is not None and not path.exists():
                     raise FileNotFoundError(f"{self.kind} source: {name} {path} does not exist")
 
     def describe(self) -> dict[str, Any]:
@@ -240,7 +243,7 @@ class ShardPlan:
 def _refs_items(source: DatasetSource) -> list[ShardImage]:
     from masktok.annotations.refcoco import load_refs
 
-    assert source.annotations is not None and source.images is not None
+    assert source.annotations is not None
     referred: set[Any] = set()
     for k, ref in enumerate(load_refs(source.annotations)):
         if source.split is not None and ref.get("split") != source.split:
@@ -259,7 +262,7 @@ def _refs_items(source: DatasetSource) -> list[ShardImage]:
         if kept:
             subset = ImageAnnotations(image.image_id, image.file_name, image.height, image.width,
                                       kept, image.ignore_rle)
-            items.append(ShardImage(subset, source.images / image.file_name))
+            items.append(ShardImage(subset, _image_path(source, image.file_name)))
     unknown = sorted(referred - found, key=str)
     if unknown:
         raise ValueError(f"{source.annotations}: refs point to annotation ids missing from "
@@ -277,8 +280,11 @@ def _memory_items(source: DatasetSource) -> list[ShardImage]:
                                orphan_labels=source.orphan_labels)  # type: ignore[arg-type]
     else:
         return _refs_items(source)
-    assert source.images is not None
-    return [ShardImage(image, source.images / image.file_name) for image in images]
+    return [ShardImage(image, _image_path(source, image.file_name)) for image in images]
+
+
+def _image_path(source: DatasetSource, file_name: str) -> Path | None:
+    return source.images / file_name if source.images is not None else None
 
 
 def plan_shards(source: DatasetSource, images_per_shard: int = 1000) -> ShardPlan:
@@ -351,12 +357,10 @@ def parquet_schema() -> Any:
 
 
 def pyarrow_module() -> Any:
-    """pyarrow (with its Parquet module), or an ImportError saying which extra provides it."""
-    try:
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("writing Parquet needs pyarrow: pip install 'masktok[train]'") from exc
+    """pyarrow (with its Parquet module), or a MissingDependencyError naming the extra."""
+    require_module("pyarrow.parquet", "writing Parquet", "train")
+    import pyarrow
+
     return pyarrow
 
 

@@ -2,8 +2,10 @@
 
 Official: a torch pickle of the flat state dict (693 tensors), sometimes wrapped as
 ``{"model": state_dict}``; keys may carry ``module.`` (DDP) and, inside the HiMTok LMM,
-``mask_decoder.`` prefixes. It is read with ``torch.load(weights_only=True)`` only and loaded
-strictly: every key present, nothing extra, every shape equal.
+``mask_decoder.`` prefixes (the published InternVL2.5-HiMTok keeps them in its safetensors
+shards, read by :func:`read_lmm_shards`). It is read with ``torch.load(weights_only=True)`` only.
+The official loader is non-strict (``strict=False``); masktok accepts exactly the differences in
+:data:`BENIGN_OFFICIAL_DIFFERENCES` and refuses every other missing, extra or mis-shaped key.
 
 masktok's format: a folder with ``config.json`` (``{"tokenizer_type": "himtok", "format_version": 1,
 "model": <HiMTokConfig.to_dict()>}``) and ``model.safetensors`` (the same key names as the
@@ -35,7 +37,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # SafetensorError (bad header, truncated data) or OSError
+            raise ValueError(f"{path}: not a valid safetensors file ({type(exc).__name__}: {exc})") from exc
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError / RuntimeError for unsafe or corrupt files
@@ -60,6 +65,101 @@ def strip_official_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, to
         cleaned = {key[len("mask_decoder."):]: value for key, value in cleaned.items()
                    if key.startswith("mask_decoder.")}
     return cleaned
+
+
+# Keys an official file may lack without changing the model: recomputed from the sizes, and checked
+# against the recomputed value when present. encoder.attn_mask: the TiTok encoder's causal mask
+# (image tokens do not see latents, latents see latents ≤ themselves), a bool buffer registered by
+# himt/modules/blocks.py that checkpoints written before it existed, or without buffers, lack.
+BENIGN_OFFICIAL_DIFFERENCES = {"encoder.attn_mask": "causal attention mask, a function of the token counts"}
+
+
+def recomputed_buffers(config: HiMTokConfig) -> dict[str, torch.Tensor]:
+    """The values of :data:`BENIGN_OFFICIAL_DIFFERENCES` for ``config``."""
+    from masktok.tokenizers.himtok.encoder import causal_latent_attention_mask
+
+    grid = config.image_size // config.patch_size
+    return {"encoder.attn_mask": causal_latent_attention_mask(grid * grid + 1, config.num_latent_tokens)}
+
+
+def fill_benign_official_keys(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str
+                              ) -> dict[str, torch.Tensor]:
+    """``state_dict`` with the :data:`BENIGN_OFFICIAL_DIFFERENCES` the file lacks recomputed from
+    ``model.config``; present ones must equal the recomputed value."""
+    keys = set(model.state_dict())
+    computed = recomputed_buffers(model.config)
+    out = dict(state_dict)
+    for key in BENIGN_OFFICIAL_DIFFERENCES:
+        if key not in keys:
+            continue
+        expected = computed[key]
+        if key not in out:
+            out[key] = expected
+        elif out[key].shape == expected.shape and not torch.equal(out[key].to(expected.dtype).cpu(), expected):
+            raise ValueError(f"{source}: {key} differs from the one this configuration implies "
+                             f"({BENIGN_OFFICIAL_DIFFERENCES[key]}): another architecture?")
+    return out
+
+
+def read_lmm_shards(folder: str | Path) -> dict[str, torch.Tensor]:
+    """HiMTok's tensors (``mask_decoder.*``, prefix removed) from an HF folder's safetensors
+    weights (``model.safetensors.index.json`` shards or ``model.safetensors``).
+
+    Raises:
+        ValueError: no weights, a missing or unreadable (truncated) shard, or no ``mask_decoder.*``.
+    """
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{index}: no readable weight_map ({exc})") from exc
+        shards = [folder / name for name in names]
+    else:
+        shards = [folder / "model.safetensors"]
+    missing = [p.name for p in shards if not p.is_file()]
+    if missing:
+        raise ValueError(f"{folder}: weight file(s) missing: {missing}")
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        try:
+            with safe_open(str(shard), framework="pt") as handle:
+                for key in handle.keys():
+                    if key.startswith("mask_decoder."):
+                        state[key[len("mask_decoder."):]] = handle.get_tensor(key)
+        except Exception as exc:  # safetensors' own errors for truncated or foreign files
+            raise ValueError(f"{shard}: cannot read the shard (truncated or corrupted?): "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if not state:
+        raise ValueError(f"{folder}: no HiMTok tensors (mask_decoder.*) in its weights")
+    return state
+
+
+def is_lmm_folder(path: str | Path) -> bool:
+    """A folder whose HF weights (not a ``himtok.pth``) hold HiMTok: the InternVL-HiMTok layout."""
+    path = Path(path)
+    config = path / CONFIG_NAME
+    if not path.is_dir() or not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "internvl_chat"
+    except ValueError:
+        return False
+
+
+def is_vlm_folder(path: str | Path) -> bool:
+    """A folder whose ``config.json`` is a model's (no ``tokenizer_type``) with ``himtok.pth`` beside it."""
+    path = Path(path)
+    if not (path / OFFICIAL_NAME).is_file() or not (path / CONFIG_NAME).is_file():
+        return False
+    try:
+        data = json.loads((path / CONFIG_NAME).read_text())
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "tokenizer_type" not in data
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 QUANTIZERS = ("vq", "fsq", "rvq")
 BOX_ROUNDINGS = ("nearest", "outward")
+MASK_RESIZES = ("bilinear", "pil_bicubic")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,12 @@ class HiMTokConfig:
         box_rounding: "nearest" (the tight box, each coordinate rounded to the nearest level: v1)
             or "outward" (near edges down, far edges up; the frame is the decoded box, which
             always contains the mask).
+        mask_resize: how a binary mask is stretched to the frame: ``"bilinear"`` (the 0/1 map,
+            no antialias) or ``"pil_bicubic"`` (the official data path and ``convert_mask2tokens``:
+            an 8-bit image resized with PIL bicubic, then / 255; up to 0.35 apart at edges).
+        soft_renormalize: default of :meth:`HiMTok.decode_soft`: L2-normalise the probability-
+            weighted code vector (one-hot rows then decode exactly as hard codes) or, False, feed
+            the raw mixture as the official LMM does.
     """
 
     name: str = "official"
@@ -121,8 +128,12 @@ class HiMTokConfig:
     output_offset: float = 0.5
     box_prefix: bool = False
     box_rounding: str = "nearest"
+    mask_resize: str = "bilinear"
+    soft_renormalize: bool = True
 
     def __post_init__(self) -> None:
+        if self.mask_resize not in MASK_RESIZES:
+            raise ValueError(f"mask_resize must be one of {MASK_RESIZES}, got {self.mask_resize!r}")
         object.__setattr__(self, "fsq_levels", tuple(int(level) for level in self.fsq_levels))
         if isinstance(self.pixel_decoder, dict):
             object.__setattr__(self, "pixel_decoder", PixelDecoderConfig(**self.pixel_decoder))
@@ -191,8 +202,9 @@ class HiMTokConfig:
 
 
 def official_config() -> HiMTokConfig:
-    """The released ``himtok.pth`` layout (TiTok-L/16, 32 latents, 1024 × 12 SimVQ)."""
-    return HiMTokConfig()
+    """The released ``himtok.pth`` layout (TiTok-L/16, 32 latents, 1024 × 12 SimVQ) with the
+    official preprocessing (PIL bicubic on 8-bit masks) and soft decoding (raw mixture)."""
+    return HiMTokConfig(mask_resize="pil_bicubic", soft_renormalize=False)
 
 
 def masktok_s_config() -> HiMTokConfig:

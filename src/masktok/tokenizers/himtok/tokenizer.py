@@ -1,7 +1,7 @@
 """The public HiMTok tokenizer: binary masks ⇄ up to K codes ⇄ mask words.
 
 Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
-ignored. Masks of any size are stretched to the model frame (256×256, bilinear, as the official
+not read (a path given there must still name an existing file, so a typo is not silently ignored). Masks of any size are stretched to the model frame (256×256, bilinear, as the official
 model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
 any device; codes come back on the CPU, decoded masks as the caller asks (``output``): CPU bool
 tensors (default), tensors left on the tokenizer's device, or COCO RLE whose runs are found there.
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from masktok.devices import resolve_device
 from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.himtok import checkpoint
 from masktok.tokenizers.himtok.box_frame import (
@@ -113,6 +114,27 @@ def _as_binary_masks(masks: Any) -> torch.Tensor:
     return masks != 0
 
 
+def _check_unread_image(image: Any) -> None:
+    """The image HiMTok does not read: a path must still exist (FileNotFoundError otherwise)."""
+    if isinstance(image, (str, Path)) and not Path(image).is_file():
+        raise FileNotFoundError(f"image: no image file at {image} (HiMTok does not read the image, "
+                                "but a path that names no file is refused rather than ignored)")
+
+
+def _pil_bicubic_frames(binary: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W) bool → (N, 1, S, S) float32: each mask as an 8-bit image (0 / 255) resized with
+    PIL bicubic, / 255 — the official HiMTok data path (``convert_mask2tokens.py``)."""
+    from PIL import Image
+
+    frames = []
+    for mask in binary.cpu().numpy():
+        image = Image.fromarray(mask.astype(np.uint8) * 255)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BICUBIC)
+        frames.append(np.asarray(image, dtype=np.float32) / 255.0)
+    return torch.from_numpy(np.stack(frames)).unsqueeze(1)
+
+
 def _probability_logits(probs: torch.Tensor) -> torch.Tensor:
     """Probabilities → logits, ±inf at exactly 0 / 1 (box-first decoding pastes probabilities)."""
     return torch.logit(probs.double()).float()
@@ -128,7 +150,7 @@ class HiMTok:
     """
 
     def __init__(self, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dtype = dtype or _default_dtype(self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.config: HiMTokConfig = model.config
@@ -156,6 +178,11 @@ class HiMTok:
         if path.is_file() and path.name in (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME) \
                 and (path.parent / checkpoint.CONFIG_NAME).is_file():
             path = path.parent  # a file of a masktok folder names the folder
+        if checkpoint.is_lmm_folder(path):  # InternVL2.5-HiMTok: HiMTok inside the weight shards
+            return cls.from_official_state(checkpoint.read_lmm_shards(path), str(path), device=device,
+                                           dtype=dtype, config=config)
+        if path.is_dir() and checkpoint.is_vlm_folder(path):  # a VLM's config.json beside himtok.pth
+            return cls.from_official(path / checkpoint.OFFICIAL_NAME, device=device, dtype=dtype, config=config)
         if path.is_dir() and (path / checkpoint.CONFIG_NAME).is_file():
             folder_config = checkpoint.read_folder_config(path)
             weights = path / checkpoint.WEIGHTS_NAME
@@ -171,16 +198,24 @@ class HiMTok:
     @classmethod
     def from_official(cls, path: str | Path, device: str | torch.device = "cpu",
                       dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
-        """Strictly load an official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.`` allowed)."""
-        config = config or official_config()
+        """Load an official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.``
+        allowed), strictly but for :data:`~masktok.tokenizers.himtok.checkpoint.BENIGN_OFFICIAL_DIFFERENCES`."""
         state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(path))
+        return cls.from_official_state(state, str(path), device=device, dtype=dtype, config=config)
+
+    @classmethod
+    def from_official_state(cls, state: dict[str, torch.Tensor], source: str, device: str | torch.device = "cpu",
+                            dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
+        """An official-layout state dict (no prefixes) → tokenizer (see :meth:`from_official`)."""
+        config = config or official_config()
         if config.quantizer == "vq":  # every buffer is persistent: skip the random init
             with torch.device("meta"):
                 model = HiMTokModel(config)
             model = model.to_empty(device="cpu")
         else:
             model = HiMTokModel(config)
-        checkpoint.load_state_dict_strict(model, state, str(path))
+        state = checkpoint.fill_benign_official_keys(model, state, source)
+        checkpoint.load_state_dict_strict(model, state, source)
         return cls(model, device=device, dtype=dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -211,13 +246,17 @@ class HiMTok:
     def prepare_masks(self, masks: Any) -> torch.Tensor:
         """masks (N, H, W) binary → model input (N, in_channels, S, S) in the model dtype/device.
 
-        Stretched to S×S with bilinear interpolation of the 0/1 map (soft values at edges).
+        Stretched to S×S as ``config.mask_resize`` says: bilinear interpolation of the 0/1 map
+        (soft values at edges), or the official path (8-bit image, PIL bicubic, / 255).
         """
         binary = _as_binary_masks(masks)
         size = self.config.image_size
-        x = binary.to(device=self.device, dtype=torch.float32).unsqueeze(1)
-        if x.shape[-2:] != (size, size) and x.shape[0] > 0:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if self.config.mask_resize == "pil_bicubic" and binary.shape[0] > 0:
+            x = _pil_bicubic_frames(binary, size).to(self.device)
+        else:
+            x = binary.to(device=self.device, dtype=torch.float32).unsqueeze(1)
+            if x.shape[-2:] != (size, size) and x.shape[0] > 0:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return x.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
 
     def prepare_box_frames(self, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,7 +290,7 @@ class HiMTok:
         Box-first models refuse empty masks. Masks on the host travel to the device in chunks of
         at most ``batch_size`` masks (default 256 on the CPU, 2048 on an accelerator) and 256 MiB.
         """
-        del image
+        _check_unread_image(image)
         num_codes = self.max_codes if num_codes is None else num_codes
         if not isinstance(num_codes, int) or not 1 <= num_codes <= self.max_codes:
             raise ValueError(f"num_codes must be an integer in [1, {self.max_codes}], got {num_codes!r}")
@@ -363,7 +402,7 @@ class HiMTok:
                 box for box-first models).
             batch_size: masks per model call (default 256 on the CPU, 2048 on an accelerator).
         """
-        del image
+        _check_unread_image(image)
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
         output = _check_output(output, return_logits)
@@ -406,14 +445,16 @@ class HiMTok:
     @torch.inference_mode()
     def decode_soft(self, code_probs: torch.Tensor, *, size: Sequence[int] | None = None,
                     threshold: float | None = None, return_logits: bool = False,
-                    renormalize: bool = True, batch_size: int | None = None, output: str = "host"
+                    renormalize: bool | None = None, batch_size: int | None = None, output: str = "host"
                     ) -> torch.Tensor | list[dict]:
         """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`).
 
         Position t's token is the probability-weighted codebook mixture; ``renormalize`` as in
         :meth:`CosineVectorQuantizer.soft_lookup` (True: one-hot rows decode exactly like hard
-        codes; False: the official LMM's raw mixture).
+        codes; False: the official LMM's raw mixture); None: ``config.soft_renormalize`` (False
+        for the official model, so its default reproduces the official path).
         """
+        renormalize = self.config.soft_renormalize if renormalize is None else bool(renormalize)
         if not isinstance(code_probs, torch.Tensor) or code_probs.ndim != 3:
             raise ValueError(f"code_probs must be a tensor of shape (N, T, V), got "
                              f"{getattr(code_probs, 'shape', type(code_probs).__name__)}")
@@ -462,14 +503,17 @@ class HiMTok:
         return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
 
     def decode_words(self, image: Any, text: str, *, size: Sequence[int] | None = None,
-                     lenient: bool = False) -> DecodedWords:
+                     lenient: bool = False, threshold: float | None = None) -> DecodedWords:
         """Every decodable mask span of ``text`` → masks (M, H, W) plus the parse report.
 
         Spans the parser marks as not decodable are reported in ``spans`` and not decoded.
+        ``size`` and ``threshold`` (a probability, default 0.5) as in :meth:`decode`.
         """
         from masktok.words import parse_mask_words
 
+        _check_unread_image(image)
         height, width = _check_size(size, self.config.image_size)
+        threshold = _check_threshold(threshold)
         spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
         indices = [i for i, span in enumerate(spans) if span.decodable]
         if not indices:
@@ -483,5 +527,5 @@ class HiMTok:
         for r, row in enumerate(rows):
             codes[r, :len(row)] = torch.tensor(row, dtype=torch.long)
         lengths = torch.tensor([len(row) for row in rows])
-        masks = self.decode(None, codes, size=(height, width), lengths=lengths)
+        masks = self.decode(None, codes, size=(height, width), threshold=threshold, lengths=lengths)
         return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)

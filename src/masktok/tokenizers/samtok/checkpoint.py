@@ -102,7 +102,7 @@ def read_safetensors_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as err:
-        raise CheckpointError(f"cannot read {path} as safetensors (corrupted or truncated?): "
+        raise CheckpointError(f"{path}: not a valid safetensors file (corrupted or truncated?): "
                               f"{type(err).__name__}: {err}") from err
 
 

@@ -47,7 +47,7 @@ def load_model(path: str | Path, *, config: SAMTokConfig | None = None,
     if not path.exists():
         raise FileNotFoundError(f"no SAMTok checkpoint at {path}")
     if path.is_dir():
-        if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+        if is_masktok_folder(path):
             return load_masktok(path, config=config)
         tokenizers = sorted(path.glob(OFFICIAL_TOKENIZER_GLOB))
         if len(tokenizers) != 1:
@@ -64,6 +64,20 @@ def load_model(path: str | Path, *, config: SAMTokConfig | None = None,
     if path.name == CONFIG_FILE or path.suffix == ".safetensors":
         return load_masktok(path.parent, config=config)
     return load_official(path, sam2_checkpoint=sam2_checkpoint, config=config)
+
+
+def is_masktok_folder(folder: Path) -> bool:
+    """A masktok SAMTok folder: ``model.safetensors`` beside a ``config.json`` that names the
+    SAMTok family. An official VLM folder also holds a ``config.json`` (the VLM's) and may hold
+    one ``model.safetensors`` (a small VLM): that is not a tokenizer folder."""
+    config, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not (config.is_file() and weights.is_file()):
+        return False
+    try:
+        data = json.loads(config.read_text())
+    except ValueError:
+        return True  # let load_masktok report the broken JSON
+    return not isinstance(data, dict) or "tokenizer_type" in data
 
 
 def load_masktok(folder: Path, *, config: SAMTokConfig | None = None) -> SAMTokModel:

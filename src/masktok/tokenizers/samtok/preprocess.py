@@ -31,8 +31,11 @@ def load_rgb(image: object, name: str = "image") -> np.ndarray:
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{name}: no image file at {path}")
-        with Image.open(path) as opened:
-            return np.array(opened.convert("RGB"))
+        try:
+            with Image.open(path) as opened:
+                return np.array(opened.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as err:  # PIL: unknown format, truncated data
+            raise ValueError(f"{name}: {path} is not a readable image ({type(err).__name__}: {err})") from None
     if isinstance(image, Image.Image):
         return np.array(image.convert("RGB"))
     if isinstance(image, torch.Tensor):

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from masktok.devices import resolve_device
 from masktok.masks.bits import BitMasks
 from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.samtok.checkpoint import save_official_checkpoint
@@ -50,6 +51,10 @@ from masktok.tokenizers.samtok.preprocess import (
 from masktok.tokenizers.samtok.transfer import HostTransfers, Pending
 
 MASK_COUNT_MULTIPLE = 16  # the compiled mask side sees mask counts padded to a multiple of this
+
+
+# How a SAMTok word with a level left out ([c0, -1], a truncated answer) decodes; see SAMTok.decode.
+PARTIAL_MODES = ("level0_only", "reference")
 
 
 @dataclass
@@ -80,7 +85,7 @@ class SAMTok:
 
     def __init__(self, model: SAMTokModel, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  compile: bool = False, mask_batch_size: int = 256, num_workers: int | None = None) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
@@ -113,6 +118,7 @@ class SAMTok:
                         **kwargs: Any) -> "SAMTok":
         """Load from a masktok folder, an official ``mask_tokenizer_*.pth`` (+ ``sam2_checkpoint``),
         or an official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`."""
+        device = resolve_device(device)  # before the (slow) load
         model = load_model(path, config=config, sam2_checkpoint=sam2_checkpoint)
         return cls(model, device=device, dtype=dtype, **kwargs)
 
@@ -258,24 +264,35 @@ class SAMTok:
 
     # Decode ------------------------------------------------------------------------------------
     def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None, threshold: float | None = None,
-               return_logits: bool = False, cache: ImageEmbeddingCache | None = None) -> torch.Tensor:
+               return_logits: bool = False, cache: ImageEmbeddingCache | None = None,
+               partial: str = "level0_only") -> torch.Tensor:
         """Codes (N, L), L ≤ depth (a prefix; −1 marks a trailing level left out) → masks (N, H, W)
-        bool (CPU), or float32 logits if ``return_logits``. Level-0-only codes decode with the
-        level-0 codeword alone; out-of-range codes raise ``ValueError``."""
+        bool (CPU), or float32 logits if ``return_logits``. Out-of-range codes raise ``ValueError``.
+
+        ``partial`` (see :data:`PARTIAL_MODES`): how a level left out decodes. ``"level0_only"``
+        (default): with the codewords of the levels given alone, what the design asks for.
+        ``"reference"``: as the official code and demo do (they overwrite −1 with 0 in place), a
+        missing level takes its codebook's row 0 — offered to reproduce their outputs.
+        """
         return self.decode_batch([image], [codes], sizes=None if size is None else [size], threshold=threshold,
-                                 return_logits=return_logits, batch_size=1, cache=cache)[0]
+                                 return_logits=return_logits, batch_size=1, cache=cache, partial=partial)[0]
 
     def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
                      sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
                      return_logits: bool = False, batch_size: int = 8,
-                     cache: ImageEmbeddingCache | None = None) -> list[torch.Tensor]:
+                     cache: ImageEmbeddingCache | None = None, partial: str = "level0_only") -> list[torch.Tensor]:
         """Per-image codes → per-image masks (N_i, H_i, W_i); each image is encoded once.
-        ``threshold``: logit threshold after the bilinear resize (default: the config's 0.5)."""
+        ``threshold``: logit threshold after the bilinear resize (default: the config's 0.5);
+        ``partial``: as in :meth:`decode`."""
         if len(images) != len(codes):
             raise ValueError(f"got {len(images)} images but {len(codes)} code tensors")
+        if partial not in PARTIAL_MODES:
+            raise ValueError(f"partial: expected one of {PARTIAL_MODES}, got {partial!r}")
         if sizes is not None and len(sizes) != len(images):
             raise ValueError(f"got {len(images)} images but {len(sizes)} output sizes")
         checked = [self._check_codes(c, f"codes[{i}]") for i, c in enumerate(codes)]
+        if partial == "reference":
+            checked = [self._reference_partial(c) for c in checked]
         threshold = self.config.mask_threshold if threshold is None else float(threshold)
         results: list[torch.Tensor] = []
         pending: Pending | None = None
@@ -290,6 +307,12 @@ class SAMTok:
         if pending is not None:
             results.extend(pending.result())
         return results
+
+    def _reference_partial(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, L ≤ depth) checked codes → (N, depth): levels left out (−1 or absent) become code 0."""
+        full = torch.zeros(codes.shape[0], self.config.codebook_depth, dtype=torch.long)
+        full[:, : codes.shape[1]] = codes
+        return full.clamp_min(0)
 
     def _check_codes(self, codes: Any, name: str) -> torch.Tensor:
         if not isinstance(codes, torch.Tensor):
@@ -339,10 +362,12 @@ class SAMTok:
         return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
 
     def decode_words(self, image: Any, text: str, *, size: tuple[int, int] | None = None, lenient: bool = False,
-                     threshold: float | None = None, cache: ImageEmbeddingCache | None = None) -> DecodedWords:
+                     threshold: float | None = None, cache: ImageEmbeddingCache | None = None,
+                     partial: str = "level0_only") -> DecodedWords:
         """Every decodable mask span of ``text`` → masks (M, H, W) bool, plus the parse report.
         Strict mode raises on malformed words; lenient mode decodes what it can (a level-0-only
-        word with its level-0 codeword) and reports the rest."""
+        word with its level-0 codeword, or as the reference does with ``partial="reference"``)
+        and reports the rest."""
         from masktok.words import parse_mask_words
 
         spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
@@ -352,7 +377,7 @@ class SAMTok:
         for row, i in enumerate(indices):
             span_codes = list(spans[i].codes)[:depth]
             codes[row, : len(span_codes)] = torch.tensor(span_codes, dtype=torch.long)
-        masks = self.decode(image, codes, size=size, threshold=threshold, cache=cache)
+        masks = self.decode(image, codes, size=size, threshold=threshold, cache=cache, partial=partial)
         return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)
 
     # Image pipeline ----------------------------------------------------------------------------

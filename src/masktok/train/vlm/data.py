@@ -260,10 +260,11 @@ def _token_flags(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, 
 
 
 def expand_flags(text_ids: Sequence[int], flags: Sequence[bool], model_ids: Sequence[int],
-                 expanding_ids: set[int]) -> list[bool]:
+                 expanding_ids: set[int], wrapper_ids: frozenset[int] = frozenset()) -> list[bool]:
     """Carry per-token ``flags`` of the plain tokenization (``text_ids``) over to the processor's
     ids (``model_ids``), where each run of image/video placeholder ids (``expanding_ids``) has
-    grown to the image's token count. Placeholder positions get False.
+    grown to the image's token count, possibly wrapped in ``wrapper_ids`` (InternVL's ``<img>``
+    … ``</img>``). Placeholder and wrapper positions get False.
 
     Raises ValueError when the two tokenizations disagree anywhere else.
     """
@@ -274,11 +275,16 @@ def expand_flags(text_ids: Sequence[int], flags: Sequence[bool], model_ids: Sequ
         if token in expanding_ids:
             while i < len(text_ids) and text_ids[i] == token:
                 i += 1
+            start = j
+            while j < len(model_ids) and model_ids[j] in wrapper_ids and model_ids[j] != token:
+                j += 1
             if j >= len(model_ids) or model_ids[j] != token:
                 raise ValueError("processor: image placeholders of the text were not found in its ids")
             while j < len(model_ids) and model_ids[j] == token:
-                out.append(False)
                 j += 1
+            while j < len(model_ids) and model_ids[j] in wrapper_ids and model_ids[j] not in expanding_ids:
+                j += 1
+            out.extend([False] * (j - start))
             continue
         if j >= len(model_ids) or model_ids[j] != token:
             raise ValueError(f"processor: its ids differ from the tokenizer's at position {j}")
@@ -325,6 +331,10 @@ class AssistantTurnCollator:
             token = getattr(self.processor, name, None)
             if token is not None:
                 self.expanding_ids.add(int(self.tokenizer.convert_tokens_to_ids(token)))
+        # Tokens a processor puts around an expanded placeholder (InternVL: <img> … </img>).
+        self.wrapper_ids = frozenset(int(getattr(self.processor, name)) for name in
+                                     ("start_image_token_id", "end_image_token_id")
+                                     if getattr(self.processor, name, None) is not None)
 
     def _render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool) -> str:
         return self.processor.apply_chat_template(list(messages), tokenize=False,
@@ -350,14 +360,14 @@ class AssistantTurnCollator:
             flat_images.extend(images)
             plain.append(self._flags(messages, text))
         batch = self.processor(text=texts, images=flat_images or None, padding=True,
-                               padding_side="right", return_tensors="pt",
+                               padding_side="right", return_tensors="pt", add_special_tokens=False,
                                pad_to_multiple_of=self.pad_to_multiple_of)
         input_ids = batch["input_ids"]
         labels = torch.full_like(input_ids, IGNORE_INDEX)
         for row, (text_ids, flags) in enumerate(plain):
             length = int(batch["attention_mask"][row].sum())
             row_ids = input_ids[row, :length].tolist()
-            expanded = expand_flags(text_ids, flags, row_ids, self.expanding_ids)
+            expanded = expand_flags(text_ids, flags, row_ids, self.expanding_ids, self.wrapper_ids)
             keep = torch.tensor(expanded, dtype=torch.bool)
             labels[row, :length][keep] = input_ids[row, :length][keep]
         batch["labels"] = labels

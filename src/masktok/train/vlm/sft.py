@@ -49,9 +49,14 @@ def load_model_and_processor(settings: ModelSettings) -> tuple[Any, Any]:
     """(model, processor) from ``settings.path`` in ``settings.weight_dtype``, in train mode."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from masktok.mllm.internvl import is_official_internvl, load_official_internvl
+
     folder = Path(settings.path)
     if not (folder / "config.json").is_file():
         raise ValueError(f"model.path: {folder} is not a Hugging Face model folder (no config.json)")
+    if is_official_internvl(folder):  # remote-code layout: converted to the native classes
+        loaded = load_official_internvl(folder, dtype=getattr(torch, settings.weight_dtype))
+        return loaded.model.train(), loaded.processor
     kwargs: dict[str, Any] = {"dtype": getattr(torch, settings.weight_dtype)}
     if settings.attn_implementation is not None:
         kwargs["attn_implementation"] = settings.attn_implementation
@@ -248,27 +253,37 @@ class RecipeResult:
 
 
 def copy_mask_tokenizer(source: str | Path, target: str | Path) -> bool:
-    """Copy a chat folder's mask tokenizer files (any layout of
-    :func:`masktok.mllm.loading.find_mask_tokenizer`) into ``target``; False when ``source``
-    holds none."""
+    """Give ``target`` the mask tokenizer of the chat folder ``source`` (any layout of
+    :func:`masktok.mllm.loading.find_mask_tokenizer`): masktok folders and official files are
+    copied as they are (official SAMTok: the tokenizer file and its SAM 2 file; the chat settings
+    of a manifest too); HiMTok inside official InternVL shards is written out in masktok's format
+    with the official decoding settings. False when ``source`` holds none; a folder with several
+    candidates raises."""
     from masktok.mllm import loading
 
     source, target = Path(source), Path(target)
-    markers = (loading.MANIFEST_NAME, loading.MASK_TOKENIZER_DIR, loading.SAMTOK_OFFICIAL_NAME,
-               loading.HIMTOK_OFFICIAL_NAME)
-    if not any((source / name).exists() for name in markers):
+    found = loading.tokenizer_candidates(source)
+    if not found:
         return False
-    kind, location = loading.find_mask_tokenizer(source)  # a broken layout raises
+    kind, location = loading.find_mask_tokenizer(source)  # several candidates raise
     if kind == "masktok":
         shutil.copytree(location, target / loading.MASK_TOKENIZER_DIR, dirs_exist_ok=True)
         if (source / loading.MANIFEST_NAME).is_file():
             shutil.copy2(source / loading.MANIFEST_NAME, target / loading.MANIFEST_NAME)
     elif kind == "samtok":
-        for name in (loading.SAMTOK_OFFICIAL_NAME, loading.SAM2_OFFICIAL_NAME):
-            if (source / name).is_file():
-                shutil.copy2(source / name, target / name)
+        shutil.copy2(location, target / location.name)
+        for sam2 in sorted(source.glob(loading.SAM2_OFFICIAL_GLOB)):
+            shutil.copy2(sam2, target / sam2.name)
+    elif kind == "internvl":
+        from masktok.mllm.internvl.convert import OFFICIAL_CHAT_SETTINGS
+
+        himtok = loading.load_mask_tokenizer(source)  # HiMTok out of the shards
+        loading.write_mask_tokenizer(target, himtok, settings=OFFICIAL_CHAT_SETTINGS)
     else:
         shutil.copy2(location, target / loading.HIMTOK_OFFICIAL_NAME)
+    for name in loading.SIDECAR_CONFIGS.values():
+        if kind in ("samtok", "himtok") and (source / name).is_file():
+            shutil.copy2(source / name, target / name)
     return True
 
 
