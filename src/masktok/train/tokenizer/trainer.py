@@ -67,6 +67,10 @@ class TrainConfig:
         lr, weight_decay, betas, grad_clip: AdamW and clipping.
         warmup_fraction: linear warm-up share of ``steps``; then cosine down to ``min_lr_ratio · lr``.
         num_partial: HiMTok: random partial prefix lengths per mask and step.
+        level_sigma_scale: HiMTok: scale of the partial levels' target blur (1: official schedule).
+        box_scale_prob, box_scale_max: HiMTok box-first models with outward boxes: probability and
+            largest factor of a coarser box grid (masks as small parts of larger images; see
+            :mod:`masktok.train.tokenizer.mask_sampler`).
         dead_code_threshold: SAMTok: EMA count under which a code is restarted (official: 1.0,
             tuned for a global batch of 1024 masks, ~4 per code and step; small batches need it
             scaled down by about batch masks / 1024, or almost every code restarts every step).
@@ -108,6 +112,9 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.05
     num_partial: int = 3
+    level_sigma_scale: float = 1.0
+    box_scale_prob: float = 0.0
+    box_scale_max: float = 1.0
     dead_code_threshold: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -137,6 +144,9 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 ≤ warmup_fraction < 1 and 0 ≤ min_lr_ratio ≤ 1")
         if self.grad_clip < 0 or self.checkpoint_every < 0 or self.log_every < 1 or self.val_every < 0:
             raise ValueError("grad_clip, checkpoint_every and val_every must be ≥ 0 and log_every ≥ 1")
+        if not self.level_sigma_scale > 0 or not 0 <= self.box_scale_prob <= 1 or not self.box_scale_max >= 1:
+            raise ValueError(f"need level_sigma_scale > 0, 0 ≤ box_scale_prob ≤ 1 and box_scale_max ≥ 1, got "
+                             f"{self.level_sigma_scale}, {self.box_scale_prob}, {self.box_scale_max}")
         if not self.dead_code_threshold >= 0:
             raise ValueError(f"dead_code_threshold must be ≥ 0, got {self.dead_code_threshold}")
         if self.export_dtype not in ("float32", "float16", "bfloat16"):
