@@ -4,6 +4,7 @@ BENCHMARKS.md; here only that the scripts work and report what they say)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -80,3 +81,19 @@ def test_multi_gpu_scaling_benchmark(tmp_path):
     assert resume["first_run_exit_code"] != 0 and resume["output_equals_single_gpu"]
     assert resume["resume_kept"] == resume["shards_finished_before_resume"] and resume["resume_wrote"] > 0
     assert set(result["train"]) == {"himtok", "samtok"}
+def test_himtok_decode_paths_benchmark(tmp_path):
+    out = tmp_path / "paths.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "himtok_decode_paths.py"), "--device", "cpu",
+                           "--config", "masktok-box-v2", "--masks", "6", "--encode-masks", "4", "--unique-masks", "3",
+                           "--previous-masks", "3", "--repeats", "1", "--height", "40", "--width", "56", "--memory",
+                           "--memory-masks", "5", "--memory-size", "300", "400", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    paths = {row["path"] for row in result["rows"]}
+    assert {"model decode", "decode → device", "decode → host", "decode → RLE", "previous decode",
+            "encode from host"} <= paths
+    assert all(row["masks_per_s"] > 0 for row in result["rows"])
+    assert result["memory"]["masks"] == 5 and result["memory"]["peak_rss_after_mib"] >= result["memory"]["peak_rss_before_mib"]
+    differing = re.search(r"pixels differing from the previous full-frame paste: (\d+) of (\d+)", done.stdout)
+    assert differing is not None and int(differing.group(1)) <= int(differing.group(2)) // 10_000

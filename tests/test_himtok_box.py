@@ -175,3 +175,32 @@ def test_training_frames_and_validation_of_a_box_model(tmp_path):
     reference, count = tokenizer_reconstruction_miou(
         tok, [(None, torch.from_numpy(a)[None]) for a in arrays], [2, 4, 10])
     assert count == 2 and scores == pytest.approx(reference)
+
+
+def test_outward_training_frames_are_the_tokenizers_frames():
+    from masktok.data.mask_pools.sources import MaskPool
+    from masktok.train.tokenizer.mask_sampler import MaskMixConfig, MixedMaskSampler, grid_windows
+
+    arrays = [ellipse(60, 80, 20, 30, 8, 20).numpy(), ellipse(100, 50, 60, 25, 30, 10).numpy()]
+    pool = MaskPool.from_arrays(arrays, ["a", "b"], "cpu")
+    mix = dict(synthetic_fraction=0.0, out_size=32, box_frames=True, box_rounding="outward", box_bins=64)
+    config = replace(tiny_box_config(), box_rounding="outward")
+    tok = HiMTok.from_config(config, seed=0)
+    frames = MixedMaskSampler(pool, MaskMixConfig(**mix), batch_size=2, seed=0).batch(0)
+    expected = [tok.prepare_box_frames(torch.from_numpy(array)[None])[1][0] for array in arrays]
+    for frame in frames:  # flips aside, each frame is one that encode() crops
+        flips = [f for e in expected for f in (e, e.flip(-1), e.flip(-2), e.flip(-1).flip(-2))]
+        assert any(torch.allclose(frame, f, atol=1e-4) for f in flips)
+    # A grid 8 times coarser leaves margins round the mask; scale 1, phase 0 is the tokenizer's own box.
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 41.0]])
+    sizes = torch.tensor([[100, 200]])
+    own = grid_windows(boxes, sizes, 64, torch.ones(1), torch.zeros(1, 2))
+    assert torch.allclose(own, codes_to_box(box_to_codes(boxes, sizes, 64, "outward"), sizes, 64), atol=1e-4)
+    coarse = grid_windows(boxes, sizes, 64, torch.tensor([8.0]), torch.tensor([[0.3, 0.7]]))
+    assert (coarse[:, :2] <= boxes[:, :2]).all() and (coarse[:, 2:] >= boxes[:, 2:]).all()
+    assert (coarse[:, 2:] - coarse[:, :2] >= boxes[:, 2:] - boxes[:, :2]).all()
+    wide = MixedMaskSampler(pool, MaskMixConfig(**mix, box_scale_prob=1.0, box_scale_max=8.0), batch_size=2,
+                            seed=0).batch(0)
+    assert wide.sum() < frames.sum()  # the masks fill less of their frames
+    with pytest.raises(ValueError, match="box_rounding"):
+        MaskMixConfig(box_rounding="up")

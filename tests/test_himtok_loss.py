@@ -152,3 +152,18 @@ def test_batched_level_targets_equal_per_level_convolutions():
             ref = F.conv2d(masks[b:b + 1], k2, padding=kernel.numel() // 2)[0, 0]
             ref = ref / ref.max().clamp(min=1e-6)
             assert torch.allclose(targets[b, c], ref, atol=1e-5), (b, level)
+
+
+def test_sigma_scale_shrinks_every_partial_blur():
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[0, 0, 10:30, 5:20] = 1
+    lengths = torch.tensor([[3, 12, 32]])
+    targets = level_targets(mask, lengths, num_latent_tokens=32, sigma_scale=0.5)
+    for column, level in enumerate((3, 12)):
+        expected = blur_and_renormalize(mask, 0.5 * level_sigma(level))[0, 0]
+        assert torch.allclose(targets[0, column], expected, atol=1e-6)
+    assert torch.equal(targets[0, 2], mask[0, 0])
+    sharper = (targets[0, 0] - mask[0, 0]).abs().sum()
+    assert sharper < (level_targets(mask, lengths, 32)[0, 0] - mask[0, 0]).abs().sum()
+    with pytest.raises(ValueError, match="sigma_scale"):
+        level_targets(mask, lengths, 32, sigma_scale=0.0)

@@ -141,3 +141,29 @@ def test_served_models_and_server_errors(server):
     with MaskClient(running.base_url, running.name, vocab) as client:
         with pytest.raises(ServerError, match="masktok_num_codes"):
             client.ask(tiny_image(), "hello", decode=False, send_images=False, num_codes=99)
+
+
+def test_plugin_started_by_hand_without_the_vocabulary_refuses_to_start(tmp_path):
+    """`vllm serve --logits-processors …` without MASKTOK_MASK_VOCABULARY: the API process could
+    not check a request's code count, so the engine refuses to start and names the value."""
+    import subprocess
+    import sys
+
+    from serving_fixtures import REPO_ROOT, VLLM_EXECUTABLE, free_port
+
+    if not vllm_available():
+        pytest.skip("no vLLM environment; run scripts/install_vllm.sh")
+    build_tiny_qwen2(tmp_path / "model", HIMTOK_VOCABULARY)
+    env = {k: v for k, v in os.environ.items() if k != "MASKTOK_MASK_VOCABULARY"}
+    env.update(VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               VLLM_NO_USAGE_STATS="1", VLLM_CPU_OMP_THREADS_BIND="nobind",
+               VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONPATH=str(REPO_ROOT / "src"))
+    argv = [str(VLLM_EXECUTABLE), "serve", str(tmp_path / "model"), "--port", str(free_port()),
+            "--logits-processors", "masktok.serving.vllm_grammar:MaskGrammarLogitsProcessor",
+            "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
+            "--gpu-memory-utilization", "0.05"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0, sys.executable
+    log = done.stdout + done.stderr
+    assert "MASKTOK_MASK_VOCABULARY is not set" in log
+    assert "MASKTOK_MASK_VOCABULARY=himtok:" in log

@@ -12,11 +12,12 @@ text, and mask words become masks again. The data path reads straight through th
 __version__ = "0.1.0"
 
 
-def load_default(device="cpu", dtype=None):
-    """The shipped default mask tokenizer (a compact HiMTok); see :mod:`masktok.default_model`.
+def load_default(device="cpu", dtype=None, name=None):
+    """The shipped default mask tokenizer (a compact HiMTok), or the shipped one called ``name``
+    (e.g. ``"masktok-box-v1"``); see :mod:`masktok.default_model`.
 
     Imported on first call, so ``import masktok`` stays light.
     """
     from masktok.default_model import load_default as _load_default
 
-    return _load_default(device=device, dtype=dtype)
+    return _load_default(device=device, dtype=dtype, name=name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,17 +90,23 @@ class ImageAnnotations:
 
 
 def load_json(path: str | Path) -> Any:
-    """Parse a JSON file; a syntax error becomes an :class:`AnnotationError` naming the file."""
+    """Parse a JSON file (gzip-compressed when its name ends in ``.gz``); a syntax error becomes
+    an :class:`AnnotationError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return json.load(f)
         with path.open("r", encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise AnnotationError(path, f"line {exc.lineno}", f"invalid JSON ({exc.msg})") from exc
     except UnicodeDecodeError as exc:
         raise AnnotationError(path, "file", "not UTF-8 text") from exc
+    except (gzip.BadGzipFile, EOFError) as exc:  # not a gzip file, or one cut short
+        raise AnnotationError(path, "file", f"unreadable gzip file ({exc})") from exc
 
 
 def require_int(value: Any, what: str, positive: bool = False) -> int:

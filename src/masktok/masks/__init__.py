@@ -6,8 +6,9 @@ numpy bool. Conversions:
 
 * arrays: :func:`as_mask`, :func:`as_mask_stack`
 * COCO RLE: :func:`mask_to_rle`, :func:`masks_to_rles`, :func:`masks_to_rles_torch`,
-  :func:`rle_to_mask`, :func:`rles_to_masks`, :func:`check_rle`, :func:`check_rles` (many at
-  once, vectorised), :func:`rle_counts`
+  :func:`tiles_to_rles_torch` (masks given on tiles of a large image), :func:`rle_to_mask`,
+  :func:`rles_to_masks`, :func:`check_rle`, :func:`check_rles` (many at once, vectorised),
+  :func:`rle_counts`
 * polygons: :func:`polygons_to_mask`, :func:`mask_to_polygons` (COCO, pixels),
   :func:`yolo_rings_to_mask`, :func:`mask_to_yolo_rings` (YOLO-seg, normalised)
 * PNG: :func:`read_mask_png` / :func:`write_mask_png` (binary, 8-bit thresholded),
@@ -48,6 +49,7 @@ from masktok.masks.resize import fit_size, resize_mask
 from masktok.masks.rle_batch import check_rles
 from masktok.masks.rle import (
     check_rle,
+    compress_counts,
     mask_to_rle,
     masks_to_rles,
     masks_to_rles_torch,
@@ -55,6 +57,8 @@ from masktok.masks.rle import (
     rle_counts,
     rle_to_mask,
     rles_to_masks,
+    tile_rles,
+    tiles_to_rles_torch,
 )
 
 __all__ = [
@@ -71,6 +75,9 @@ __all__ = [
     "masks_to_rles_torch",
     "rle_to_mask",
     "rles_to_masks",
+    "tiles_to_rles_torch",
+    "tile_rles",
+    "compress_counts",
     "check_polygons",
     "check_yolo_rings",
     "polygons_to_mask",

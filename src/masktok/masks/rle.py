@@ -28,6 +28,9 @@ __all__ = [
     "mask_to_rle",
     "masks_to_rles",
     "masks_to_rles_torch",
+    "tiles_to_rles_torch",
+    "tile_rles",
+    "compress_counts",
     "rle_to_mask",
     "rles_to_masks",
     "rle_area",
@@ -229,11 +232,145 @@ def masks_to_rles_torch(masks: Any, compressed: bool = True) -> list[dict]:
                                                                    starts_on))
     split = np.split(lengths.astype(np.int64), np.cumsum(runs_per_mask)[:-1])
     counts = [([0] + r.tolist()) if on else r.tolist() for r, on in zip(split, starts_on)]
+    return _runs_to_rles(counts, h, w, compressed)
+
+
+def _runs_to_rles(counts: list[list[int]], h: int, w: int, compressed: bool) -> list[dict]:
+    """Run lengths per mask → uncompressed RLE dicts, or compact strings written by pycocotools."""
     uncompressed = [{"size": [h, w], "counts": c} for c in counts]
-    if not compressed:
+    if not compressed or not uncompressed:
         return uncompressed
     encoded = coco_mask.frPyObjects(uncompressed, h, w)
     return [{"size": [h, w], "counts": r["counts"].decode("ascii")} for r in encoded]
+
+
+def tiles_to_rles_torch(tiles: Any, origins: Any, size: Sequence[int], compressed: bool = True) -> list[dict]:
+    """Masks given only on a tile each → N COCO RLEs of the whole (H, W) image, computed on the
+    tiles' device.
+
+    Mask i is ``tiles[i]`` placed with its top-left pixel at ``origins[i]`` = (row, col) and zero
+    elsewhere: its runs can only change at a tile pixel or just after one, so only the n · th · tw
+    tile pixels are read (a 40 × 40 tile of a 4000 × 3000 image costs 1,600 reads, not 12 M). The
+    compact strings are written on the device too (pycocotools' format), so only their characters
+    reach the host. The result equals :func:`masks_to_rles` of the full masks.
+
+    Args:
+        tiles: (n, th, tw) torch bool tensor, on any device.
+        origins: (n, 2) integer tensor (row, col); every tile must lie inside the image.
+        size: (H, W) of the image.
+        compressed: string counts (default) or lists of ints.
+    """
+    import torch
+
+    height, width = check_size(size)
+    if not isinstance(tiles, torch.Tensor) or tiles.dtype != torch.bool or tiles.ndim != 3:
+        raise ValueError(f"tiles: expected an (n, th, tw) bool torch tensor, got "
+                         f"{getattr(tiles, 'dtype', type(tiles).__name__)} {tuple(getattr(tiles, 'shape', ()))}")
+    n, th, tw = tiles.shape
+    origins = torch.as_tensor(origins, device=tiles.device)
+    if origins.shape != (n, 2) or origins.dtype.is_floating_point:
+        raise ValueError(f"origins: expected ({n}, 2) integer (row, col), got {tuple(origins.shape)} {origins.dtype}")
+    if n == 0:
+        return []
+    if th == 0 or tw == 0 or th > height or tw > width:
+        raise ValueError(f"tiles of {th}×{tw} do not fit an image of {height}×{width}")
+    lo = origins.min(dim=0).values.tolist()
+    hi = origins.max(dim=0).values.tolist()
+    if lo[0] < 0 or lo[1] < 0 or hi[0] + th > height or hi[1] + tw > width:
+        raise ValueError(f"origins: a {th}×{tw} tile at rows {lo[0]}..{hi[0]}, cols {lo[1]}..{hi[1]} "
+                         f"reaches outside the {height}×{width} image")
+    return tile_rles(tiles, origins.long(), (height, width), compressed)
+
+
+def tile_rles(tiles: Any, origins: Any, size: tuple[int, int], compressed: bool = True) -> list[dict]:
+    """:func:`tiles_to_rles_torch` for arguments already checked (bool tiles (n, th, tw) inside the
+    image, int64 origins (n, 2) on the tiles' device): the device waits for the host only to
+    size the list of run boundaries and to hand over the result."""
+    import torch
+
+    height, width = size
+    n, th, tw = tiles.shape
+    device = tiles.device
+    total = height * width
+    columns = tiles.transpose(1, 2)  # (n, tw, th): column-major order inside each tile, as COCO runs
+    previous = torch.zeros_like(columns)
+    previous[:, :, 1:] = columns[:, :, :-1]
+    full_height = th == height  # then a column's first pixel follows the previous column's last
+    if full_height and tw > 1:
+        previous[:, 1:, 0] = columns[:, :-1, th - 1]
+    starts = columns != previous
+    # A run also ends right after a tile pixel whose successor lies outside the tile (not after
+    # the image's last pixel: the last run ends with the image).
+    ends = torch.zeros_like(columns)
+    if full_height:
+        ends[:, tw - 1, th - 1] = columns[:, tw - 1, th - 1]
+    else:
+        ends[:, :, th - 1] = columns[:, :, th - 1]
+    at_end = (origins[:, 0] + th == height) & (origins[:, 1] + tw == width)
+    ends[:, tw - 1, th - 1] &= ~at_end
+    local = (torch.arange(tw, device=device).view(tw, 1) * height
+             + torch.arange(th, device=device).view(1, th))  # (tw, th) offsets from the tile origin
+    offsets = torch.stack([local, local + 1], dim=-1).reshape(-1)
+    base = origins[:, 1] * height + origins[:, 0]  # position of each tile's origin
+    flags = torch.stack([starts, ends], dim=-1).reshape(n, -1)
+    rows, where = flags.nonzero(as_tuple=True)  # sorted by tile, then by position
+    positions = base[rows] + offsets[where]
+    changes = rows.numel()
+    per_tile = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, rows, torch.ones_like(rows))
+    first = torch.cumsum(per_tile, 0) - per_tile  # index of each tile's first change
+    rank = torch.arange(changes, device=device) - first[rows]
+    previous_position = torch.where(rank > 0, positions[(torch.arange(changes, device=device) - 1).clamp(min=0)],
+                                    torch.zeros_like(positions))
+    last = torch.zeros(n, dtype=torch.long, device=device).scatter_reduce_(0, rows, positions, reduce="amax")
+    out_start = torch.cumsum(per_tile + 1, 0) - (per_tile + 1)  # each tile's runs, then its final run
+    counts = torch.empty(changes + n, dtype=torch.long, device=device)
+    counts[out_start[rows] + rank] = positions - previous_position
+    counts[out_start + per_tile] = total - last
+    if compressed:
+        strings = compress_counts(counts, per_tile + 1)
+        return [{"size": [height, width], "counts": c} for c in strings]
+    host_counts, host_lengths = counts.cpu().numpy(), (per_tile + 1).cpu().numpy()
+    return [{"size": [height, width], "counts": part.tolist()}
+            for part in np.split(host_counts, np.cumsum(host_lengths)[:-1])]
+
+
+def compress_counts(counts: Any, lengths: Any) -> list[str]:
+    """Run lengths of several masks → pycocotools' compact strings, computed on their device.
+
+    Args:
+        counts: (K,) int64 torch tensor, the run lengths of every mask one after the other.
+        lengths: (n,) int64 torch tensor, how many of them each mask has (≥ 1 each).
+
+    Each count (from a mask's fourth on, minus the count two before it) is written in 5-bit
+    groups, low group first, as characters ``chr(48 + group)`` with bit 5 set while more groups
+    follow; bit 4 of the last group is the sign (pycocotools ``rleToString``).
+    """
+    import torch
+
+    device = counts.device
+    total = counts.numel()
+    n = lengths.numel()
+    owner = torch.repeat_interleave(torch.arange(n, device=device), lengths, output_size=total)
+    rank = torch.arange(total, device=device) - (torch.cumsum(lengths, 0) - lengths)[owner]
+    two_before = torch.zeros_like(counts)
+    two_before[2:] = counts[:-2]
+    value = torch.where(rank > 2, counts - two_before, counts)
+    groups, active = [], []
+    alive = torch.ones(total, dtype=torch.bool, device=device)
+    for _ in range(8):  # 8 groups of 5 bits hold any count of an image up to 2^39 pixels
+        group = value & 31
+        value = value >> 5
+        more = torch.where((group & 16) != 0, value != -1, value != 0)
+        groups.append((group | (more.long() << 5)) + 48)
+        active.append(alive)
+        alive = alive & more
+    chars = torch.stack(groups, dim=1).to(torch.uint8)
+    emitted = torch.stack(active, dim=1)
+    per_mask = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, emitted.sum(dim=1))
+    text = chars[emitted].cpu().numpy().tobytes()
+    ends = np.cumsum(per_mask.cpu().numpy())
+    begins = ends - per_mask.cpu().numpy()
+    return [text[a:b].decode("ascii") for a, b in zip(begins.tolist(), ends.tolist())]
 
 
 def rle_to_mask(rle: Any, size: Sequence[int] | None = None, name: str = "rle") -> np.ndarray:

@@ -12,8 +12,10 @@ Every request then gets well-formed mask spans with free text around them (rules
 
 The request's ``max_tokens`` is honoured: a span is only opened when it can be closed in time,
 and an open span is closed before the limit. The vocabulary comes from
-``MASKTOK_MASK_VOCABULARY`` (``samtok:256x2``, set by ``masktok serve``) or is read off the
-model's tokenizer. This module imports vLLM; the rest of :mod:`masktok.serving` does not.
+``MASKTOK_MASK_VOCABULARY`` (``samtok:256x2``, set by ``masktok serve``); a server started by
+hand without it refuses to start and names the value to set, because the API process checks each
+request's ``masktok_num_codes`` against it (HTTP 400) before the engine sees the request. This
+module imports vLLM; the rest of :mod:`masktok.serving` does not.
 """
 
 from __future__ import annotations
@@ -32,13 +34,11 @@ from masktok.mllm.constrained import span_length_range
 from masktok.serving.span_grammar import SpanGrammar, SpanState
 from masktok.serving.vllm_protocol import NUM_CODES_ARG, grammar_request_args
 from masktok.serving.vocabulary_spec import (VOCABULARY_ENV, infer_vocabulary,
-                                             parse_vocabulary_spec)
+                                             parse_vocabulary_spec, vocabulary_spec)
 from masktok.words import MaskVocabulary
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
-
-LARGEST_OFFICIAL_MAX_CODES = 32
 
 logger = init_logger("vllm.masktok")  # vLLM's log handlers sit on the "vllm" logger
 
@@ -74,10 +74,12 @@ class MaskGrammarLogitsProcessor(LogitsProcessor):
         if not grammar or num_codes is None:
             return
         vocab = _environment_vocabulary()
-        limit = vocab.max_codes if vocab is not None else LARGEST_OFFICIAL_MAX_CODES
-        if num_codes > limit:
-            raise ValueError(f"vllm_xargs.{NUM_CODES_ARG}: at most {limit} codes per span"
-                             f"{f' for {vocab.name}' if vocab else ''}, got {num_codes}")
+        if vocab is None:
+            raise ValueError(f"vllm_xargs.{NUM_CODES_ARG}: the server was started without "
+                             f"{VOCABULARY_ENV}, so the number of codes cannot be checked")
+        if num_codes > vocab.max_codes:
+            raise ValueError(f"vllm_xargs.{NUM_CODES_ARG}: at most {vocab.max_codes} codes per span "
+                             f"for {vocab.name}, got {num_codes}")
 
     def __init__(self, vllm_config: "VllmConfig", device: torch.device,
                  is_pin_memory: bool) -> None:
@@ -89,7 +91,12 @@ class MaskGrammarLogitsProcessor(LogitsProcessor):
         tokenizer = AutoTokenizer.from_pretrained(
             model_config.tokenizer, revision=model_config.tokenizer_revision,
             trust_remote_code=model_config.trust_remote_code)
-        vocab = _environment_vocabulary() or infer_vocabulary(tokenizer.get_vocab())
+        vocab = _environment_vocabulary()
+        if vocab is None:
+            found = infer_vocabulary(tokenizer.get_vocab())
+            raise RuntimeError(f"masktok grammar: {VOCABULARY_ENV} is not set; this model's tokenizer "
+                               f"holds the {found.name} words: start the server with "
+                               f"{VOCABULARY_ENV}={vocabulary_spec(found)} (masktok serve sets it)")
         self.grammar = SpanGrammar(vocab, mask_token_ids(tokenizer, vocab))
         self.device = device
         self.requests: dict[int, _Request] = {}
@@ -105,13 +112,8 @@ class MaskGrammarLogitsProcessor(LogitsProcessor):
         grammar, num_codes = grammar_request_args(params.extra_args)
         if not grammar:
             return None
-        vocab = self.grammar.vocab
-        if num_codes is not None and num_codes > vocab.max_codes:
-            # validate_params could not know the vocabulary (no MASKTOK_MASK_VOCABULARY).
-            logger.error("request asks for %d codes per span but %s words hold at most %d; "
-                         "using the vocabulary's range", num_codes, vocab.name, vocab.max_codes)
-            num_codes = None
-        min_codes, max_codes = span_length_range(vocab, num_codes)
+        # validate_params refused any num_codes above the vocabulary's (same environment).
+        min_codes, max_codes = span_length_range(self.grammar.vocab, num_codes)
         state = self.grammar.initial_state(prompt_ids)
         return _Request(replace(state), state, output_ids, min_codes, max_codes,
                         params.max_tokens)

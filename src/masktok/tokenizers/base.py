@@ -34,6 +34,18 @@ DEFAULT_EMPTY_MASKS = "error"
 SAVE_LAYOUTS = ("masktok", "official")
 
 
+OUTPUTS = ("host", "device", "rle")  # what decode returns: CPU tensors, device tensors, COCO RLE
+
+
+def check_output(output: Any, return_logits: bool = False) -> str:
+    """``output`` when it is one of :data:`OUTPUTS` (and not ``"rle"`` with logits), else ``ValueError``."""
+    if not isinstance(output, str) or output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "rle" and return_logits:
+        raise ValueError("output='rle' holds binary masks; it cannot be combined with return_logits=True")
+    return output
+
+
 def check_empty_masks(policy: Any, name: str = "empty_masks") -> str:
     """``policy`` when it is one of :data:`EMPTY_MASK_POLICIES`, else ``ValueError`` naming ``name``."""
     if not isinstance(policy, str) or policy not in EMPTY_MASK_POLICIES:
@@ -120,14 +132,15 @@ class MaskTokenizer(Protocol):
 
     def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None,
                threshold: float | None = None, return_logits: bool = False, lengths: Any = None,
-               **options: Any) -> torch.Tensor:
+               output: str = "host", **options: Any) -> "torch.Tensor | list[dict]":
         """codes (N, L) → masks (N, H, W) bool (or float logits on request); ``lengths`` (N,)
-        decodes row i from its first ``lengths[i]`` codes."""
+        decodes row i from its first ``lengths[i]`` codes; ``output`` (:data:`OUTPUTS`): CPU
+        tensors, tensors on the tokenizer's device, or N COCO RLE dicts."""
 
     def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
                      sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
                      return_logits: bool = False, lengths: Sequence[Any] | None = None, batch_size: int = 8,
-                     **options: Any) -> list[torch.Tensor]:
+                     output: str = "host", **options: Any) -> "list[torch.Tensor | list[dict]]":
         """Per-image codes → per-image masks (N_i, H_i, W_i)."""
 
     def code_probs_from_logits(self, logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:

@@ -37,6 +37,7 @@ from masktok.tokenizers.base import (
     SAVE_LAYOUTS,
     DecodedWords,
     check_empty_masks,
+    check_output,
 )
 from masktok.tokenizers.hub import resolve_pretrained
 
@@ -232,6 +233,7 @@ class MaskTokenizerBase(ABC):
         """Masks (N, H, W) binary (at the image's size when the tokenizer reads it) → codes
         (N, num_codes or max_codes) int64 on the CPU; N may be 0. ``empty_masks``: the policy of
         :mod:`masktok.tokenizers.base` (error / skip / keep)."""
+        _refuse_batch_size(options, "encode")
         return next(self._encode_checked([(image, masks)], num_codes, 1, empty_masks, lambda index: "masks", options))
 
     def encode_batch(self, images: Sequence[Any], masks: Sequence[Any], *, num_codes: int | None = None,
@@ -268,20 +270,25 @@ class MaskTokenizerBase(ABC):
     # ---- decode ------------------------------------------------------------------------------
     def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None,
                threshold: float | None = None, return_logits: bool = False, lengths: Any = None,
-               **options: Any) -> torch.Tensor:
-        """Codes (N, L), a prefix of 1 … max_codes positions → masks (N, H, W) bool on the CPU (or
-        float32 logits with ``return_logits``). ``lengths`` (N,) decodes row i from its first
+               output: str = "host", **options: Any) -> torch.Tensor | list[dict]:
+        """Codes (N, L), a prefix of 1 … max_codes positions → masks (N, H, W) bool (or float32
+        logits with ``return_logits``). ``lengths`` (N,) decodes row i from its first
         ``lengths[i]`` codes; a row of :data:`~masktok.tokenizers.base.ABSENT_CODE` decodes to an
-        empty mask. ``size``: the output (H, W) (default: the family's, see its ``decode_batch``)."""
+        empty mask. ``size``: the output (H, W) (default: the family's, see its ``decode_batch``).
+        ``output``: ``"host"`` (CPU tensors, the default), ``"device"`` (left on the tokenizer's
+        device) or ``"rle"`` (N compressed COCO RLE dicts)."""
+        _refuse_batch_size(options, "decode")
         return self.decode_batch([image], [codes], sizes=None if size is None else [size], threshold=threshold,
                                  return_logits=return_logits, lengths=None if lengths is None else [lengths],
-                                 batch_size=1, **options)[0]
+                                 batch_size=1, output=output, **options)[0]
 
     def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
                      sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
                      return_logits: bool = False, lengths: Sequence[Any] | None = None, batch_size: int = 8,
-                     **options: Any) -> list[torch.Tensor]:
-        """Per-image codes (N_i, L_i) → per-image masks (N_i, H_i, W_i) (as :meth:`decode`)."""
+                     output: str = "host", **options: Any) -> list[torch.Tensor | list[dict]]:
+        """Per-image codes (N_i, L_i) → per-image masks (N_i, H_i, W_i) (as :meth:`decode`). A
+        family whose ``_decode_pairs`` takes ``output`` makes device masks or RLE itself (e.g.
+        HiMTok finds RLE runs on the device); otherwise its host masks are moved or encoded here."""
         if len(images) != len(codes):
             raise ValueError(f"got {len(images)} images but {len(codes)} code tensors")
         if sizes is not None and len(sizes) != len(images):
@@ -289,7 +296,9 @@ class MaskTokenizerBase(ABC):
         if lengths is not None and len(lengths) != len(images):
             raise ValueError(f"got {len(images)} images but {len(lengths)} length tensors")
         _positive_int(batch_size, "batch_size")
+        output = check_output(output, return_logits)
         _check_hook_options(self._decode_pairs, options, _DECODE_ARGUMENTS, f"{self.display_name} decoding")
+        native = "output" in _keyword_names(self._decode_pairs)
         rows, row_lengths, absent = [], [], []
         for i, c in enumerate(codes):
             checked = self._code_rows(c, f"codes[{i}]")
@@ -298,11 +307,40 @@ class MaskTokenizerBase(ABC):
             rows.append(checked[~gone])
             row_lengths.append(kept_lengths[~gone])
             absent.append(gone)
-        decoded = self._decode_pairs(list(images), rows, lengths=row_lengths,
-                                     sizes=[None] * len(images) if sizes is None else list(sizes),
-                                     threshold=threshold, return_logits=return_logits, batch_size=batch_size,
-                                     **options)
-        return [_restore_absent(out, gone, return_logits) for out, gone in zip(decoded, absent)]
+        out_sizes = [None] * len(images) if sizes is None else list(sizes)
+        decoded = self._decode_pairs(list(images), rows, lengths=row_lengths, sizes=out_sizes, threshold=threshold,
+                                     return_logits=return_logits, batch_size=batch_size,
+                                     **({"output": output} if native else {}), **options)
+        if not native:
+            decoded = [self._converted(masks, output) for masks in decoded]
+        out = []
+        for i, (masks, gone) in enumerate(zip(decoded, absent)):
+            if output == "rle" and bool(gone.any()):
+                size = self._output_size(images[i], out_sizes[i], threshold, options)
+                out.append(_restore_absent_rles(masks, gone, size))
+            else:
+                out.append(_restore_absent(masks, gone, return_logits))
+        return out
+
+    def _converted(self, masks: torch.Tensor, output: str) -> torch.Tensor | list[dict]:
+        """A family's host masks (N, H, W) → ``output``."""
+        if output == "device":
+            return masks.to(self.device)
+        if output == "rle":
+            from masktok.masks import masks_to_rles_torch
+
+            return masks_to_rles_torch(masks.to(self.device))
+        return masks
+
+    def _output_size(self, image: Any, size: tuple[int, int] | None, threshold: float | None,
+                     options: dict[str, Any]) -> tuple[int, int]:
+        """The (H, W) decoding gives for ``image`` at ``size`` (None: the family's default)."""
+        if size is not None:
+            return int(size[0]), int(size[1])
+        empty = self._decode_pairs([image], [torch.zeros(0, 1, dtype=torch.long)],
+                                   lengths=[torch.zeros(0, dtype=torch.long)], sizes=[None], threshold=threshold,
+                                   return_logits=False, batch_size=1, **options)[0]
+        return int(empty.shape[1]), int(empty.shape[2])
 
     def _code_rows(self, codes: Any, name: str) -> torch.Tensor:
         """codes → an (N, L) int64 CPU tensor with 1 ≤ L ≤ max_codes (N = 0 allowed)."""
@@ -409,7 +447,14 @@ class MaskTokenizerBase(ABC):
         return DecodedWords(masks=out, spans=spans, decoded_span_indices=indices)
 
 
-_DECODE_ARGUMENTS = frozenset({"lengths", "sizes", "threshold", "return_logits", "batch_size"})
+_DECODE_ARGUMENTS = frozenset({"lengths", "sizes", "threshold", "return_logits", "batch_size", "output"})
+
+
+def _refuse_batch_size(options: dict[str, Any], method: str) -> None:
+    """``batch_size`` of encode_batch / decode_batch counts images; a one-image call has none."""
+    if "batch_size" in options:
+        raise ValueError(f"batch_size: {method} takes one image; the masks per model pass are the tokenizer's "
+                         f"mask_batch_size (an option of the constructor and of from_pretrained / load_tokenizer)")
 
 
 def _keyword_names(function: Any) -> set[str]:
@@ -433,9 +478,10 @@ def _apply_empty_policy(codes: torch.Tensor, present: torch.Tensor, policy: str,
     if bool(present.all()):
         return codes
     if policy == "error":
-        first = int((~present).nonzero()[0])
-        raise ValueError(f"{name}[{first}] is empty (no foreground pixel): pass empty_masks='skip' to "
-                         f"leave empty masks out or 'keep' to keep an absent entry for them")
+        empty = (~present).nonzero().flatten().tolist()
+        others = f"; so are rows {empty[1:11]}" if len(empty) > 1 else ""
+        raise ValueError(f"{name}[{empty[0]}] is empty (no foreground pixel{others}): pass empty_masks='skip' "
+                         f"to leave empty masks out or 'keep' to keep an absent entry for them")
     if policy == "skip":
         return codes[present]
     codes = codes.clone()
@@ -444,10 +490,20 @@ def _apply_empty_policy(codes: torch.Tensor, present: torch.Tensor, policy: str,
 
 
 def _restore_absent(decoded: torch.Tensor, absent: torch.Tensor, return_logits: bool) -> torch.Tensor:
-    """Masks of the present rows → masks of every row, absent rows empty (logits −inf)."""
+    """Masks of the present rows → masks of every row, absent rows empty (logits −inf), on the
+    decoded masks' device."""
     if not bool(absent.any()):
         return decoded
     fill = float("-inf") if return_logits else 0
-    out = torch.full((absent.shape[0], *decoded.shape[1:]), fill, dtype=decoded.dtype)
-    out[~absent] = decoded.cpu()
+    out = torch.full((absent.shape[0], *decoded.shape[1:]), fill, dtype=decoded.dtype, device=decoded.device)
+    out[~absent.to(decoded.device)] = decoded
     return out
+
+
+def _restore_absent_rles(decoded: list[dict], absent: torch.Tensor, size: tuple[int, int]) -> list[dict]:
+    """RLE of the present rows → RLE of every row, absent rows the RLE of an empty (H, W) mask."""
+    from masktok.masks import mask_to_rle
+
+    empty = mask_to_rle(np.zeros(size, dtype=bool))
+    present = iter(decoded)
+    return [dict(empty) if gone else next(present) for gone in absent.tolist()]

@@ -3,29 +3,42 @@
 A whole-image frame spends most of its pixels on background: a COCO object of median size
 (~1,100 px in a 640×480 image) covers about 9×9 pixels of a 256² frame, and even a perfect
 autoencoder of that frame only reaches mIoU 0.94 on ``coco_val2014_100`` (0.84 at 128²). Framing
-the mask by its tight box instead makes every mask fill its frame: a 64² box frame bounds the
-same masks at mIoU 0.994, with 16× fewer pixels to decode.
+the mask by its box instead makes every mask fill its frame: a 64² box frame bounds the same
+masks at mIoU 0.994, with 16× fewer pixels to decode.
 
 Box-first models (``HiMTokConfig.box_prefix``) therefore emit, coarse to fine:
 
-1. four box codes ``x0, y0, x1, y1``: the tight box in continuous pixel coordinates (pixel i spans
-   [i, i + 1]) divided by the mask's width / height, each rounded to one of ``bins`` levels
-   (code k ↔ k / (bins − 1); at 1024 bins a 640-px side is exact to ±0.32 px);
-2. the shape codes of the box frame (the mask's box stretched to S×S).
+1. four box codes ``x0, y0, x1, y1``: box coordinates in continuous pixel coordinates (pixel i
+   spans [i, i + 1]) divided by the mask's width / height, on a grid of ``bins`` levels
+   (code k ↔ k / (bins − 1));
+2. the shape codes of the box frame (the box stretched to S×S).
+
+Two roundings of the box (``HiMTokConfig.box_rounding``):
+
+``nearest``  (masktok-box v1) each coordinate of the tight box rounded to the nearest level; the
+             frame is the tight box itself. The decoded box is off by up to half a level (±2 px
+             on a 4,000-px side), so small masks in large images lose IoU at any code length.
+``outward``  (v2) near edges rounded down, far edges up: the decoded box always contains the mask,
+             and the frame *is* the decoded box, so the shape codes place the mask inside it.
+             Nothing about the mask is lost in the box codes, at any image size.
 
 Decoding a prefix that stops inside the box codes uses the full extent for the missing
 coordinates (x0, y0 = 0; x1, y1 = 1); a prefix of ≤ 4 codes decodes to the filled box.
 
-    boxes = tight_boxes(masks)                       # (N, 4) pixels, float
-    codes = box_to_codes(boxes, sizes, 1024)         # (N, 4) int64
-    frames = crop_box_frames(masks, boxes, 64)       # (N, 1, 64, 64) float in [0, 1]
-    probs = paste_box_frames(frame_probs, codes_to_box(codes, sizes, 1024), (H, W))
+    boxes = tight_boxes(masks)                                  # (N, 4) pixels, float
+    codes = box_to_codes(boxes, sizes, 1024, "outward")         # (N, 4) int64
+    frames = crop_box_frames(masks, codes_to_box(codes, sizes, 1024), 64)   # (N, 1, 64, 64)
+
+Decoding pastes each frame back only inside its box (:mod:`masktok.tokenizers.himtok.box_paste`);
+:func:`paste_box_frames` is the plain full-frame definition of that paste.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from masktok.tokenizers.himtok.config import BOX_ROUNDINGS
 
 BOX_CODES = 4
 
@@ -57,10 +70,19 @@ def _extent(sizes: torch.Tensor) -> torch.Tensor:
     return torch.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], dim=1)
 
 
-def box_to_codes(boxes: torch.Tensor, sizes: torch.Tensor, bins: int) -> torch.Tensor:
-    """boxes (N, 4) pixels, sizes (N, 2) (H, W) → (N, 4) int64 codes in [0, bins)."""
-    normalised = boxes.float() / _extent(sizes).to(boxes.device)
-    return torch.round(normalised.clamp(0.0, 1.0) * (bins - 1)).long()
+def box_to_codes(boxes: torch.Tensor, sizes: torch.Tensor, bins: int, rounding: str = "nearest") -> torch.Tensor:
+    """boxes (N, 4) pixels, sizes (N, 2) (H, W) → (N, 4) int64 codes in [0, bins).
+
+    ``rounding``: "nearest" level, or "outward" (x0, y0 down, x1, y1 up: the decoded box contains
+    the given one). Computed in float64, so a coordinate on a level stays on it.
+    """
+    if rounding not in BOX_ROUNDINGS:
+        raise ValueError(f"box rounding must be one of {BOX_ROUNDINGS}, got {rounding!r}")
+    extent = _extent(sizes).to(device=boxes.device, dtype=torch.float64)
+    levels = (boxes.double() / extent).clamp(0.0, 1.0) * (bins - 1)
+    if rounding == "nearest":
+        return torch.round(levels).long()
+    return torch.cat([torch.floor(levels[:, :2]), torch.ceil(levels[:, 2:])], dim=1).long()
 
 
 def codes_to_box(codes: torch.Tensor, sizes: torch.Tensor, bins: int,
@@ -105,28 +127,59 @@ def soft_codes_to_box(probs: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     return _to_pixels(normalised, sizes, bins)
 
 
+def _sample_axis(start: torch.Tensor, stop: torch.Tensor, out_size: int, length: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear taps along one axis (align_corners=False, zero padding) for S output cells
+    spanning [start, stop) of a source axis of ``length`` pixels.
+
+    start, stop (N,) float → (index0, index1) (N, S) int64 clamped into the source and
+    (weight0, weight1) (N, S) float32, a weight set to 0 where its tap falls outside the source.
+    """
+    cells = torch.arange(out_size, device=start.device, dtype=torch.float32) + 0.5
+    coord = start.view(-1, 1) + cells.view(1, -1) * ((stop - start) / out_size).view(-1, 1) - 0.5
+    low = torch.floor(coord)
+    frac = coord - low
+    low = low.long()
+    high = low + 1
+    weight0 = torch.where((low >= 0) & (low < length), 1.0 - frac, torch.zeros_like(frac))
+    weight1 = torch.where((high >= 0) & (high < length), frac, torch.zeros_like(frac))
+    return low.clamp(0, length - 1), high.clamp(0, length - 1), weight0, weight1
+
+
 def crop_box_frames(masks: torch.Tensor, boxes: torch.Tensor, out_size: int) -> torch.Tensor:
     """Stretch each mask's box to an S×S frame (bilinear, as the whole-image models stretch the mask).
 
+    Each frame cell reads its four neighbouring source pixels (zero outside the mask), so only
+    N·S²·4 pixels are read and the masks keep their dtype: bool masks are never widened to float.
+
     Args:
-        masks: (N, H, W) bool / float (a shared canvas; boxes refer to its pixels).
-        boxes: (N, 4) float x0, y0, x1, y1 in pixels.
+        masks: (N, H, W) bool / uint8 / float (a shared canvas; boxes refer to its pixels).
+        boxes: (N, 4) float x0, y0, x1, y1 in pixels (may reach beyond the canvas: zeros there).
         out_size: S.
 
     Returns:
-        (N, 1, S, S) float32 in [0, 1].
+        (N, 1, S, S) float32 in [0, 1], on the masks' device.
     """
-    from masktok.masks.augment import apply_augment, identity_params
-
     n, height, width = masks.shape
-    sizes = torch.tensor([height, width], device=masks.device).expand(n, 2)
-    params = identity_params(sizes)
-    params.window = boxes.float().to(masks.device)
-    return apply_augment(masks, params, out_size)
+    boxes = boxes.float().to(masks.device)
+    rows0, rows1, wy0, wy1 = _sample_axis(boxes[:, 1], boxes[:, 3], out_size, height)
+    cols0, cols1, wx0, wx1 = _sample_axis(boxes[:, 0], boxes[:, 2], out_size, width)
+    index = torch.arange(n, device=masks.device).view(n, 1, 1)
+
+    def taps(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return masks[index, rows.view(n, -1, 1), cols.view(n, 1, -1)].float()  # (N, S, S)
+
+    top = taps(rows0, cols0) * wx0.unsqueeze(1) + taps(rows0, cols1) * wx1.unsqueeze(1)
+    bottom = taps(rows1, cols0) * wx0.unsqueeze(1) + taps(rows1, cols1) * wx1.unsqueeze(1)
+    frames = top * wy0.unsqueeze(2) + bottom * wy1.unsqueeze(2)
+    return frames.clamp_(0.0, 1.0).unsqueeze(1)
 
 
 def paste_box_frames(frames: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`crop_box_frames` for probabilities.
+    """Inverse of :func:`crop_box_frames` for probabilities, over the whole output frame.
+
+    The definition of the paste; decoding uses :func:`masktok.tokenizers.himtok.box_paste.paste_tiles`,
+    which computes the same values only inside each box.
 
     Args:
         frames: (N, S, S) float probabilities of the box frames.

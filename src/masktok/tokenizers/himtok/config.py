@@ -9,9 +9,11 @@
 ``masktok-b``  27 M parameters, width 384, 6 + 8 layers (~3 % of the official decode FLOPs).
 ``masktok-s-fsq``  masktok-s with FSQ (4,4,4,4,4) = 1024 codes, for quantizer ablations.
 ``masktok-s-rvq``  masktok-s with a 2-level residual VQ (EMA codebooks): 64 codes per mask (32 slots × 2).
-``masktok-box``  box-first (the default tokenizer): 4 box codes, then 28 shape codes of the mask's
-               box stretched to a 64² frame (see :mod:`masktok.tokenizers.himtok.box_frame`);
-               2.9 M parameters, width 192, 3 + 3 layers, patch 8.
+``masktok-box``  box-first (the first shipped tokenizer, v1): 4 box codes, then 28 shape codes of
+               the mask's box stretched to a 64² frame (see :mod:`masktok.tokenizers.himtok.box_frame`);
+               2.9 M parameters, width 192, 3 + 3 layers, patch 8; box codes rounded to nearest.
+``masktok-box-v2``  masktok-box with outward-rounded box codes (the frame is the decoded box).
+``masktok-box-v2-96``  masktok-box-v2 with a 96² frame (patch 12, ×6 sub-pixel output).
 
 All sizes are in the config, so tests build the official structure at tiny widths with
 ``dataclasses.replace``.
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 QUANTIZERS = ("vq", "fsq", "rvq")
+BOX_ROUNDINGS = ("nearest", "outward")
 MASK_RESIZES = ("bilinear", "pil_bicubic")
 
 
@@ -87,9 +90,12 @@ class HiMTokConfig:
         pixel_decoder: the convolutional upsampler; its z_channels is the decoder head's output.
         output_scale, output_offset: logits = output_scale · (mean over output channels − output_offset)
             (official: sigmoid((mean − 0.5) · 5)).
-        box_prefix: box-first codes: 4 box codes (the tight box, ``codebook_size`` levels per
+        box_prefix: box-first codes: 4 box codes (the mask's box, ``codebook_size`` levels per
             coordinate) precede the latent codes, and the frame is the mask's box instead of the
             whole mask (:mod:`masktok.tokenizers.himtok.box_frame`).
+        box_rounding: "nearest" (the tight box, each coordinate rounded to the nearest level: v1)
+            or "outward" (near edges down, far edges up; the frame is the decoded box, which
+            always contains the mask).
         mask_resize: how a binary mask is stretched to the frame: ``"bilinear"`` (the 0/1 map,
             no antialias) or ``"pil_bicubic"`` (the official data path and ``convert_mask2tokens``:
             an 8-bit image resized with PIL bicubic, then / 255; up to 0.35 apart at edges).
@@ -121,6 +127,7 @@ class HiMTokConfig:
     output_scale: float = 5.0
     output_offset: float = 0.5
     box_prefix: bool = False
+    box_rounding: str = "nearest"
     mask_resize: str = "bilinear"
     soft_renormalize: bool = True
 
@@ -136,6 +143,8 @@ class HiMTokConfig:
             width, heads = getattr(self, f"{part}_width"), getattr(self, f"{part}_heads")
             if width % heads:
                 raise ValueError(f"{part}_width {width} is not divisible by {part}_heads {heads}")
+        if self.box_rounding not in BOX_ROUNDINGS:
+            raise ValueError(f"box_rounding must be one of {BOX_ROUNDINGS}, got {self.box_rounding!r}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.quantizer == "fsq":
@@ -247,6 +256,21 @@ def masktok_box_config() -> HiMTokConfig:
     )
 
 
+def masktok_box_v2_config() -> HiMTokConfig:
+    """masktok-box with outward-rounded box codes: the frame is the decoded box, which always holds
+    the mask, so the box codes lose nothing at any image size (2.9 M parameters)."""
+    return replace(masktok_box_config(), name="masktok-box-v2", box_rounding="outward")
+
+
+def masktok_box_v2_96_config() -> HiMTokConfig:
+    """masktok-box-v2 with a 96² frame (patch 12, the same 8×8 token grid, ×6 sub-pixel output):
+    finer frames for thin masks at almost the same decode cost."""
+    return replace(
+        masktok_box_v2_config(), name="masktok-box-v2-96", image_size=96, patch_size=12,
+        pixel_decoder=replace(masktok_box_config().pixel_decoder, pixel_shuffle=6),
+    )
+
+
 CONFIGS = {
     "official": official_config,
     "masktok-s": masktok_s_config,
@@ -254,6 +278,8 @@ CONFIGS = {
     "masktok-s-fsq": masktok_s_fsq_config,
     "masktok-s-rvq": masktok_s_rvq_config,
     "masktok-box": masktok_box_config,
+    "masktok-box-v2": masktok_box_v2_config,
+    "masktok-box-v2-96": masktok_box_v2_96_config,
 }
 
 

@@ -92,13 +92,15 @@ def blur_and_renormalize(masks: torch.Tensor, sigma: float) -> torch.Tensor:
     return blur_rows_and_renormalize(masks[:, 0], sigmas).unsqueeze(1)
 
 
-def level_targets(masks: torch.Tensor, prefix_lengths: torch.Tensor, num_latent_tokens: int) -> torch.Tensor:
+def level_targets(masks: torch.Tensor, prefix_lengths: torch.Tensor, num_latent_tokens: int,
+                  sigma_scale: float = 1.0) -> torch.Tensor:
     """masks (B, 1, H, W) in [0, 1], prefix_lengths (B, n) in [1, K] → targets (B, n, H, W) float32.
 
     Level K (the full level) is the mask itself; a level l < K is the blurred, renormalised mask
-    with σ = level_sigma(l) (levels with σ ≤ 0, i.e. l ≥ 49 when K > 49, need no blur). All
-    blurred maps of a batch are computed together; pass ``prefix_lengths`` on the CPU to keep the
-    accelerator free of host synchronisation.
+    with σ = sigma_scale · level_sigma(l) (levels with σ ≤ 0, i.e. l ≥ 49 when K > 49, need no
+    blur). ``sigma_scale`` < 1 suits small frames: the schedule's σ is in pixels of the official
+    256² frame. All blurred maps of a batch are computed together; pass ``prefix_lengths`` on the
+    CPU to keep the accelerator free of host synchronisation.
     """
     if prefix_lengths.ndim != 2 or prefix_lengths.shape[0] != masks.shape[0]:
         raise ValueError(f"prefix_lengths must have shape (B, n) with B = {masks.shape[0]}, "
@@ -108,7 +110,9 @@ def level_targets(masks: torch.Tensor, prefix_lengths: torch.Tensor, num_latent_
         raise ValueError(f"prefix_lengths must lie in [1, {num_latent_tokens}]")
     batch, n = lengths.shape
     targets = masks.float().expand(batch, n, *masks.shape[2:]).clone()
-    sigmas = 100.0 / (lengths.double() + 1) - 2.0
+    if not sigma_scale > 0:
+        raise ValueError(f"sigma_scale must be > 0, got {sigma_scale}")
+    sigmas = sigma_scale * (100.0 / (lengths.double() + 1) - 2.0)
     blurred = (lengths < num_latent_tokens) & (sigmas > 0)
     if blurred.any():
         rows, cols = torch.nonzero(blurred, as_tuple=True)
@@ -147,16 +151,19 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1e-6) ->
 
 
 class HierarchicalMaskLoss:
-    """Sum over sampled levels of (bce_weight · BCE + dice_weight · Dice).
+    """Sum over sampled levels of (bce_weight · BCE + dice_weight · Dice); ``sigma_scale`` scales
+    the blur of every partial level (see :func:`level_targets`).
 
     BCE is the mean over pixels and masks of one level; Dice is the per-mask soft Dice averaged
     over masks. Both are computed from logits in float32.
     """
 
-    def __init__(self, num_latent_tokens: int, bce_weight: float = 1.0, dice_weight: float = 1.0):
+    def __init__(self, num_latent_tokens: int, bce_weight: float = 1.0, dice_weight: float = 1.0,
+                 sigma_scale: float = 1.0):
         self.num_latent_tokens = num_latent_tokens
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
+        self.sigma_scale = sigma_scale
 
     def __call__(self, logits: torch.Tensor, masks: torch.Tensor,
                  prefix_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -167,7 +174,7 @@ class HierarchicalMaskLoss:
                              f"{tuple(logits.shape)} and {tuple(prefix_lengths.shape)}")
         if masks.shape[0] != logits.shape[0] or masks.shape[2:] != logits.shape[2:]:
             raise ValueError(f"masks {tuple(masks.shape)} must be (B, 1, H, W) matching logits {tuple(logits.shape)}")
-        targets = level_targets(masks, prefix_lengths, self.num_latent_tokens)
+        targets = level_targets(masks, prefix_lengths, self.num_latent_tokens, self.sigma_scale)
         bce = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none").mean(dim=(0, 2, 3))
         dice = dice_loss(logits, targets).mean(dim=0)
         per_level = self.bce_weight * bce + self.dice_weight * dice

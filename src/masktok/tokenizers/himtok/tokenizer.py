@@ -3,7 +3,8 @@
 Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
 not read (a path given there must still name an existing file, so a typo is not silently ignored). Masks of any size are stretched to the model frame (256×256, bilinear, as the official
 model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
-any device; results come back on the CPU (codes int64, masks bool, maps float32).
+any device; codes come back on the CPU, decoded masks as the caller asks (``output``): CPU bool
+tensors (default), tensors left on the tokenizer's device, or COCO RLE whose runs are found there.
 
 Decoding accepts any prefix of the code sequence (1 … max_codes codes): missing latent slots are
 zero-filled after the decoder's input linear. Soft decoding takes per-position code probabilities,
@@ -11,7 +12,10 @@ e.g. ``softmax(2 · logits)`` of an LMM restricted to the mask-code ids.
 
 Box-first models (``config.box_prefix``, the default tokenizer) frame each mask by its tight box:
 codes = 4 box codes + the shape codes of the box stretched to the model frame; decoding pastes the
-decoded frame back into the box at the caller's size (:mod:`masktok.tokenizers.himtok.box_frame`).
+decoded frame back into the box at the caller's size, computing only the box's pixels
+(:mod:`masktok.tokenizers.himtok.box_frame`, :mod:`masktok.tokenizers.himtok.box_paste`).
+Host masks are encoded in chunks of bounded size: each chunk goes to the device once, where its
+boxes are found and cropped to frames.
 """
 
 from __future__ import annotations
@@ -25,23 +29,35 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from masktok.devices import resolve_device
 from masktok.masks.tensors import as_mask_tensor
 from masktok.tokenizers.himtok import checkpoint
 from masktok.tokenizers.himtok.box_frame import (
     box_to_codes,
     codes_to_box,
     crop_box_frames,
-    paste_box_frames,
     soft_codes_to_box,
     tight_boxes,
 )
+from masktok.tokenizers.himtok.box_paste import paste_dense, paste_host, paste_rles
 from masktok.tokenizers.himtok.config import HiMTokConfig, get_config, official_config
+from masktok.tokenizers.base import check_output
 from masktok.tokenizers.himtok.model import HiMTokModel
 from masktok.tokenizers.quantizers.vq import check_codes
 from masktok.tokenizers.tokenizer_base import MaskTokenizerBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from masktok.words import MaskVocabulary
+
+
+# Bytes of host masks sent to the device at once when encoding, and of dense decoded logits made
+# there at once before they are copied to the host.
+CHUNK_BYTES = 1 << 28
+
+
+def _default_batch(device: torch.device) -> int:
+    """Masks per model call: 256 on the CPU, 2048 on an accelerator."""
+    return 256 if device.type == "cpu" else 2048
 
 
 def _check_size(size: Sequence[int] | None, default: int) -> tuple[int, int]:
@@ -98,7 +114,7 @@ class HiMTok(MaskTokenizerBase):
     Args (keyword-only):
         model: the :class:`HiMTokModel` (moved to ``device``, cast, eval mode).
         device, dtype: where and in which precision it runs (bf16 on CUDA, fp32 on CPU by default).
-        mask_batch_size: most masks per model pass.
+        mask_batch_size: most masks per model pass (default 256 on the CPU, 2048 on an accelerator).
 
     Attributes:
         config: the model's :class:`HiMTokConfig`.
@@ -114,10 +130,20 @@ class HiMTok(MaskTokenizerBase):
     hub_files = (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME, *official_files)
 
     def __init__(self, *, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 mask_batch_size: int = 256) -> None:
+                 mask_batch_size: int | None = None) -> None:
+        if mask_batch_size is None:
+            mask_batch_size = _default_batch(resolve_device(device))
         super().__init__(model=model, device=device, dtype=dtype, mask_batch_size=mask_batch_size)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.config: HiMTokConfig = model.config
+
+    def _batch(self, batch_size: int | None) -> int:
+        """A call's masks per model pass: ``batch_size``, or the tokenizer's ``mask_batch_size``."""
+        if batch_size is None:
+            return self.mask_batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return batch_size
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -218,15 +244,23 @@ class HiMTok(MaskTokenizerBase):
 
     def prepare_box_frames(self, masks: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Box-first models: masks (N, H, W) binary, none empty → (box codes (N, 4) int64,
-        model input (N, in_channels, S, S)): each mask's tight box stretched to S×S (bilinear)."""
+        model input (N, in_channels, S, S)) on the device: each mask's frame (its tight box, or
+        the outward-rounded box of its codes) stretched to S×S (bilinear)."""
         binary = _as_binary_masks(masks).to(self.device)
         empty = torch.nonzero(~binary.flatten(1).any(dim=1)).flatten().tolist()
         if empty:
             raise ValueError(f"masks {empty[:10]} are empty: a box-first tokenizer encodes a mask by its box, "
                              f"which needs at least one foreground pixel")
+        return self._box_frames(binary)
+
+    def _box_frames(self, binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Non-empty bool masks (N, H, W) on the device → (box codes (N, 4), frames (N, C, S, S))."""
+        bins = self.config.codebook_size
         boxes = tight_boxes(binary)
-        sizes = torch.tensor(binary.shape[1:], device=self.device).expand(binary.shape[0], 2)
-        codes = box_to_codes(boxes, sizes, self.config.codebook_size)
+        sizes = torch.tensor(binary.shape[1:], device=binary.device).expand(binary.shape[0], 2)
+        codes = box_to_codes(boxes, sizes, bins, self.config.box_rounding)
+        if self.config.box_rounding == "outward":
+            boxes = codes_to_box(codes, sizes, bins)
         frames = crop_box_frames(binary, boxes, self.config.image_size)
         return codes, frames.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
 
@@ -234,39 +268,59 @@ class HiMTok(MaskTokenizerBase):
     def _encode_pairs(self, pairs: Iterable[tuple[Any, Any]], *,
                       batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The non-empty masks of ``batch_size`` pairs at a time share the model passes (the image
-        is ignored). Box-first models: 4 box codes + the shape codes of the box frame."""
+        is not read, a path must name a file). Masks on the host travel to the device in chunks of
+        at most ``mask_batch_size`` masks and 256 MiB; at most about ``2 · mask_batch_size``
+        frames wait for a model pass. Box-first models: 4 box codes + the shape codes of the
+        frame, found on the device."""
         source, offset = iter(pairs), 0
         while group := list(islice(source, batch_size)):
             for image, _ in group:
                 _check_unread_image(image)
             stacks = [_as_binary_masks(masks, f"masks[{offset + i}]") for i, (_, masks) in enumerate(group)]
-            present = [stack.flatten(1).any(dim=1) for stack in stacks]
-            prepared = [self._model_inputs(stack[flags]) for stack, flags in zip(stacks, present)]
-            pixels = torch.cat([p[1] for p in prepared])
-            shape_codes = [self.model.encode(pixels[i:i + self.mask_batch_size]).codes.cpu()
-                           for i in range(0, pixels.shape[0], self.mask_batch_size)]
-            shape_codes = (torch.cat(shape_codes) if shape_codes
-                           else torch.zeros(0, self.config.latent_codes, dtype=torch.long))
-            start = 0
-            for stack, flags, (box_codes, frames) in zip(stacks, present, prepared):
-                kept = shape_codes[start: start + frames.shape[0]]
-                start += frames.shape[0]
-                if box_codes is not None:
-                    kept = torch.cat([box_codes.cpu(), kept], dim=1)
-                codes = torch.zeros(stack.shape[0], self.max_codes, dtype=torch.long)
-                codes[flags.cpu()] = kept
-                yield codes, flags.cpu()
+            codes = [torch.zeros(stack.shape[0], self.max_codes, dtype=torch.long) for stack in stacks]
+            present = [torch.zeros(stack.shape[0], dtype=torch.bool) for stack in stacks]
+            pending: list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+            for index, stack in enumerate(stacks):
+                mask_bytes = stack[0].numel() if len(stack) else 1
+                per_chunk = max(1, min(self.mask_batch_size, CHUNK_BYTES // max(1, mask_bytes)))
+                for start in range(0, stack.shape[0], per_chunk):
+                    part = stack[start:start + per_chunk].to(self.device, non_blocking=True)
+                    flags = part.flatten(1).any(dim=1)
+                    rows = torch.nonzero(flags).flatten().cpu() + start
+                    present[index][rows] = True
+                    if rows.numel():
+                        box_codes, frames = self._model_inputs(part[flags])
+                        pending.append((index, rows, box_codes, frames))
+                    if sum(p[1].numel() for p in pending) >= self.mask_batch_size:
+                        self._encode_frames(pending, codes)
+                        pending = []
+            self._encode_frames(pending, codes)
+            yield from zip(codes, present)
             offset += len(group)
 
     def _model_inputs(self, masks: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Non-empty masks (N, H, W) bool → (box codes (N, 4) or None, model input (N, C, S, S))."""
-        box_codes = torch.zeros(0, self.config.box_codes, dtype=torch.long) if self.config.box_prefix else None
-        if masks.shape[0] == 0:
-            size = self.config.image_size
-            return box_codes, torch.zeros(0, self.config.in_channels, size, size, dtype=self.dtype, device=self.device)
+        """Non-empty masks (N, H, W) bool on the device → (box codes (N, 4) or None, model input
+        (N, C, S, S))."""
         if self.config.box_prefix:
-            return self.prepare_box_frames(masks)
+            return self._box_frames(masks)
         return None, self.prepare_masks(masks)
+
+    def _encode_frames(self, pending: list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor]],
+                       codes: list[torch.Tensor]) -> None:
+        """Encode the waiting frames in passes of ``mask_batch_size`` and write each mask's codes
+        (box codes first) into its pair's rows."""
+        if not pending:
+            return
+        frames = torch.cat([p[3] for p in pending])
+        shape_codes = torch.cat([self.model.encode(frames[i:i + self.mask_batch_size]).codes
+                                 for i in range(0, frames.shape[0], self.mask_batch_size)])
+        if self.config.box_prefix:
+            shape_codes = torch.cat([torch.cat([p[2] for p in pending]), shape_codes], dim=1)
+        shape_codes = shape_codes.cpu()
+        start = 0
+        for index, rows, _, _ in pending:
+            codes[index][rows] = shape_codes[start:start + rows.numel()]
+            start += rows.numel()
 
     # ---- decoding -----------------------------------------------------------------------------
     def _check_code_batch(self, codes: Any, lengths: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -285,80 +339,116 @@ class HiMTok(MaskTokenizerBase):
                              f"{tuple(lengths.shape)} {lengths.dtype}")
         if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > codes.shape[1]):
             raise ValueError(f"lengths must lie in [1, {codes.shape[1]}] (the codes' width)")
-        return codes, lengths.long()
+        return codes, lengths.long().cpu()
 
     @torch.inference_mode()
-    def decode_logits(self, codes: Any, lengths: Any = None, batch_size: int = 256) -> torch.Tensor:
+    def decode_logits(self, codes: Any, lengths: Any = None, batch_size: int | None = None) -> torch.Tensor:
         """codes (N, L), 1 ≤ L ≤ max_codes, optional per-row kept lengths (N,) → logits (N, S, S) float32 (CPU).
 
         Whole-image models: the model frame. Box-first models: the *box* frame of the shape codes
         (a row with no shape code left gets +inf: its box is filled); :meth:`decode` pastes it.
         """
         codes, lengths = self._check_code_batch(codes, lengths)
-        return self._frame_logits(codes, lengths, batch_size)
+        return self._frame_logits(codes, lengths, self._batch(batch_size)).cpu()
 
-    def _frame_logits(self, codes: torch.Tensor, lengths: torch.Tensor | None, batch_size: int = 256) -> torch.Tensor:
-        """:meth:`decode_logits` for codes and lengths already checked."""
+    def _frame_logits(self, codes: torch.Tensor, lengths: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """Checked codes and lengths (CPU) → frame logits (N, S, S) float32 on the device."""
         size, skip = self.config.image_size, self.config.box_codes
         count = codes.shape[0]
-        if lengths is None:
-            lengths = torch.full((count,), codes.shape[1], dtype=torch.long)
-        shape_lengths = lengths - skip
-        out = torch.full((count, size, size), float("inf"))
+        out = torch.full((count, size, size), float("inf"), device=self.device)
         if codes.shape[1] <= skip:
             return out
+        codes = codes.to(self.device, non_blocking=True)
+        if lengths is None:
+            for i in range(0, count, batch_size):
+                out[i:i + batch_size] = self.model.decode_codes(codes[i:i + batch_size, skip:])[:, 0].float()
+            return out
+        shape_lengths = lengths - skip
         decodable = torch.nonzero(shape_lengths > 0).flatten()
         for i in range(0, decodable.numel(), batch_size):
-            rows = decodable[i:i + batch_size]
-            logits = self.model.decode_codes(codes[rows, skip:].to(self.device), shape_lengths[rows].to(self.device))
-            out[rows] = logits[:, 0].float().cpu()
+            rows = decodable[i:i + batch_size].to(self.device)
+            part = shape_lengths[decodable[i:i + batch_size]].to(self.device)
+            out[rows] = self.model.decode_codes(codes[rows, skip:], part)[:, 0].float()
         return out
 
-    def decode_probabilities(self, codes: Any, lengths: Any = None, batch_size: int = 256) -> torch.Tensor:
+    def _boxes(self, codes: torch.Tensor, lengths: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        """Box-first: the rows' checked codes (N, L) → (N, 4) boxes in pixels of ``size``, on the device."""
+        sizes = torch.tensor(size, device=self.device).expand(codes.shape[0], 2)
+        counts = None if lengths is None else lengths.to(self.device)
+        box_codes = codes[:, :self.config.box_codes].to(self.device)
+        return codes_to_box(box_codes, sizes, self.config.codebook_size, counts=counts)
+
+    @torch.inference_mode()
+    def decode_probabilities(self, codes: Any, lengths: Any = None, batch_size: int | None = None) -> torch.Tensor:
         """codes (N, L) → mask probabilities (N, S, S) float32 in the S×S model frame (CPU); for
         box-first models the whole mask's S×S frame, the box frame pasted into it."""
-        if not self.config.box_prefix:
-            return torch.sigmoid(self.decode_logits(codes, lengths, batch_size))
-        size = self.config.image_size
         codes, lengths = self._check_code_batch(codes, lengths)
-        return self._paste(self._frame_logits(codes, lengths, batch_size), codes, lengths, (size, size))
+        logits = self._frame_logits(codes, lengths, self._batch(batch_size))
+        if not self.config.box_prefix:
+            return torch.sigmoid(logits).cpu()
+        size = (self.config.image_size, self.config.image_size)
+        return paste_dense(torch.sigmoid(logits), self._boxes(codes, lengths, size), size, None).cpu()
 
+    @torch.inference_mode()
     def _decode_pairs(self, images: Sequence[Any], codes: list[torch.Tensor], *, lengths: list[torch.Tensor],
                       sizes: Sequence[tuple[int, int] | None], threshold: float | None, return_logits: bool,
-                      batch_size: int) -> list[torch.Tensor]:
-        """codes (N, L) → masks (N, H, W) bool at the size asked for (default: the S×S model
-        frame), stretched. ``threshold`` applies to the probability (default 0.5);
-        ``return_logits`` returns the float32 logits resized instead. The images are not read
-        (a path must name a file)."""
+                      batch_size: int, output: str = "host") -> list[torch.Tensor | list[dict]]:
+        """codes (N, L) → masks (N, H, W) at the size asked for (default: the S×S model frame),
+        stretched (box-first: pasted only inside each box). ``threshold`` applies to the
+        probability (default 0.5); ``return_logits`` gives float32 logits (box-first: −inf
+        outside the box). ``output``: "host" (CPU tensors), "device" (left on the tokenizer's
+        device) or "rle" (COCO RLE dicts whose runs are found on the device). The model decodes
+        ``mask_batch_size`` masks per call. The images are not read (a path must name a file)."""
         del batch_size
         for image in images:
             _check_unread_image(image)
         threshold = _check_threshold(threshold)
+        output = check_output(output, return_logits)
         out = []
         for rows, kept, size in zip(codes, lengths, sizes):
             height, width = _check_size(size, self.config.image_size)
             rows, kept = self._check_code_batch(rows, kept)
+            if kept is not None and bool((kept == rows.shape[1]).all()):
+                kept = None  # every row whole: the model's full-length path
             logits = self._frame_logits(rows, kept, self.mask_batch_size)
             if self.config.box_prefix:
-                probs = self._paste(logits, rows, kept, (height, width))
-                out.append(_probability_logits(probs) if return_logits else probs > threshold)
+                out.append(self._paste(torch.sigmoid(logits), self._boxes(rows, kept, (height, width)),
+                                       (height, width), threshold, return_logits, output))
             else:
-                out.append(self._finish(logits, (height, width), threshold, return_logits))
+                out.append(self._finish(logits, (height, width), threshold, return_logits, output))
         return out
 
-    def _paste(self, frame_logits: torch.Tensor, codes: torch.Tensor, lengths: torch.Tensor | None,
-               size: tuple[int, int]) -> torch.Tensor:
-        """Box-first: box-frame logits (N, S, S) + the rows' checked box codes → probabilities (N, H, W)."""
-        sizes = torch.tensor(size).expand(codes.shape[0], 2)
-        boxes = codes_to_box(codes[:, :self.config.box_codes], sizes, self.config.codebook_size, counts=lengths)
-        return paste_box_frames(torch.sigmoid(frame_logits), boxes, size)
+    def _paste(self, probs: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], threshold: float,
+               return_logits: bool, output: str) -> torch.Tensor | list[dict]:
+        """Box-first: frame probabilities (N, S, S) and boxes (N, 4) on the device → the output."""
+        if output == "rle":
+            return paste_rles(probs, boxes, size, threshold)
+        if not return_logits:
+            if output == "host" or self.device.type == "cpu":  # only the tiles cross to the host
+                return paste_host(probs, boxes, size, threshold)
+            return paste_dense(probs, boxes, size, threshold)
+
+        def logits(rows: slice) -> torch.Tensor:
+            return _probability_logits(paste_dense(probs[rows], boxes[rows], size, None))
+
+        if output == "device" or self.device.type == "cpu":
+            return logits(slice(None))
+        # To the host in chunks: the device holds at most CHUNK_BYTES of dense logits at a time.
+        count = probs.shape[0]
+        host = torch.empty(count, *size, dtype=torch.float32)
+        per_chunk = max(1, CHUNK_BYTES // (4 * size[0] * size[1]))
+        for start in range(0, count, per_chunk):
+            host[start:start + per_chunk] = logits(slice(start, start + per_chunk)).cpu()
+        return host
 
     @torch.inference_mode()
     def decode_soft(self, code_probs: torch.Tensor, *, image: Any = None, size: Sequence[int] | None = None,
                     threshold: float | None = None, return_logits: bool = False,
-                    renormalize: bool | None = None, batch_size: int = 256) -> torch.Tensor:
+                    renormalize: bool | None = None, batch_size: int | None = None, output: str = "host"
+                    ) -> torch.Tensor | list[dict]:
         """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`;
-        the image is not read). ``code_probs_from_logits`` makes the probabilities from a VLM's logits.
+        the image is not read). ``code_probs_from_logits`` makes the probabilities from a VLM's
+        logits; ``batch_size``: masks per model call (default ``mask_batch_size``).
 
         Position t's token is the probability-weighted codebook mixture; ``renormalize`` as in
         :meth:`CosineVectorQuantizer.soft_lookup` (True: one-hot rows decode exactly like hard
@@ -375,30 +465,33 @@ class HiMTok(MaskTokenizerBase):
                              f"got {code_probs.shape[1]}")
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
+        output = check_output(output, return_logits)
+        batch_size = self._batch(batch_size)
         skip, size_frame = self.config.box_codes, self.config.image_size
-        out = []
+        count = code_probs.shape[0]
+        logits = torch.full((count, size_frame, size_frame), float("inf"), device=self.device)
         if code_probs.shape[1] > skip:
-            for i in range(0, code_probs.shape[0], batch_size):
+            for i in range(0, count, batch_size):
                 chunk = code_probs[i:i + batch_size, skip:].to(self.device)
-                out.append(self.model.decode_code_probs(chunk, renormalize=renormalize)[:, 0].float().cpu())
-        else:  # box codes only: filled boxes
-            out.append(torch.full((code_probs.shape[0], size_frame, size_frame), float("inf")))
-        logits = torch.cat(out) if out else torch.zeros(0, size_frame, size_frame)
+                logits[i:i + batch_size] = self.model.decode_code_probs(chunk, renormalize=renormalize)[:, 0].float()
         if not self.config.box_prefix:
-            return self._finish(logits, (height, width), threshold, return_logits)
-        sizes = torch.tensor([height, width]).expand(code_probs.shape[0], 2)
-        boxes = soft_codes_to_box(code_probs[:, :skip].float().cpu(), sizes)
-        probs = paste_box_frames(torch.sigmoid(logits), boxes, (height, width))
-        return _probability_logits(probs) if return_logits else probs > threshold
+            return self._finish(logits, (height, width), threshold, return_logits, output)
+        sizes = torch.tensor([height, width], device=self.device).expand(count, 2)
+        boxes = soft_codes_to_box(code_probs[:, :skip].float().to(self.device), sizes)
+        return self._paste(torch.sigmoid(logits), boxes, (height, width), threshold, return_logits, output)
 
     def _finish(self, logits: torch.Tensor, size: tuple[int, int], threshold: float,
-                return_logits: bool) -> torch.Tensor:
-        if return_logits:
-            maps = logits
-        else:
-            maps = torch.sigmoid(logits)
+                return_logits: bool, output: str) -> torch.Tensor | list[dict]:
+        """Whole-image models: frame logits (N, S, S) on the device → the output at ``size``."""
+        maps = logits if return_logits else torch.sigmoid(logits)
         if maps.shape[-2:] != size and maps.shape[0] > 0:
             maps = F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
         elif maps.shape[0] == 0:
             maps = maps.new_zeros(0, *size)
-        return maps if return_logits else maps > threshold
+        if not return_logits:
+            maps = maps > threshold
+        if output == "rle":
+            from masktok.masks import masks_to_rles_torch
+
+            return masks_to_rles_torch(maps)
+        return maps if output == "device" else maps.cpu()

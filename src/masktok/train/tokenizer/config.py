@@ -41,6 +41,10 @@ class HiMTokTrainConfig:
         max_side: long side of real masks kept in memory (downscaled when larger).
         batch_size: masks per step and process.
         num_partial: random partial prefix lengths per mask and step.
+        level_sigma_scale: scale of the partial levels' target blur (1: the official schedule).
+        box_scale_prob: box-first models with outward boxes: probability of a coarser box grid
+            (masks as small parts of larger images; see :mod:`masktok.train.tokenizer.mask_sampler`).
+        box_scale_max: the largest factor of that coarser grid.
     """
 
     family: ClassVar[str] = "himtok"
@@ -57,9 +61,15 @@ class HiMTokTrainConfig:
     max_side: int = 640
     batch_size: int = 64
     num_partial: int = 3
+    level_sigma_scale: float = 1.0
+    box_scale_prob: float = 0.0
+    box_scale_max: float = 1.0
 
     def __post_init__(self) -> None:
         _as_tuples(self, ("data", "packed", "val_data", "val_packed", "val_prefix_lengths"))
+        if not self.level_sigma_scale > 0 or not 0 <= self.box_scale_prob <= 1 or not self.box_scale_max >= 1:
+            raise ValueError(f"need level_sigma_scale > 0, 0 ≤ box_scale_prob ≤ 1 and box_scale_max ≥ 1, got "
+                             f"{self.level_sigma_scale}, {self.box_scale_prob}, {self.box_scale_max}")
         if self.batch_size < 1 or self.num_partial < 0 or self.max_side < 1:
             raise ValueError(f"batch_size and max_side must be ≥ 1 and num_partial ≥ 0, got {self.batch_size}, "
                              f"{self.max_side} and {self.num_partial}")

@@ -55,11 +55,15 @@ class HiMTokRecipe:
         else:
             self.model = HiMTokModel(get_config(family.model))
         self.model.to(ctx.device)
-        self.objective = HiMTokObjective(self.model, num_partial=family.num_partial)
+        self.objective = HiMTokObjective(self.model, num_partial=family.num_partial,
+                                         sigma_scale=family.level_sigma_scale)
         pool = build_pool(family.data, family.packed, family.max_side, ctx.device)
-        mix = MaskMixConfig(synthetic_fraction=family.synthetic_fraction, out_size=self.model.config.image_size,
+        model_config = self.model.config
+        mix = MaskMixConfig(synthetic_fraction=family.synthetic_fraction, out_size=model_config.image_size,
                             augment=MaskAugmentConfig(crop_prob=family.crop_prob),
-                            box_frames=self.model.config.box_prefix)
+                            box_frames=model_config.box_prefix, box_rounding=model_config.box_rounding,
+                            box_bins=model_config.codebook_size, box_scale_prob=family.box_scale_prob,
+                            box_scale_max=family.box_scale_max)
         self.sampler = MixedMaskSampler(pool, mix, batch_size=family.batch_size, seed=config.seed, rank=ctx.rank,
                                         world_size=ctx.world_size, device=ctx.device)
         self.val_pool = build_pool(family.val_data, family.val_packed, 100_000, ctx.device,

@@ -27,14 +27,15 @@ class HiMTokObjective(nn.Module):
         model: the HiMTok network (trained in full).
         num_partial: random partial prefix lengths per mask (drawn ∝ 1 / (l + 8)), plus the full one.
         quant_weight: weight of the quantizer loss.
+        sigma_scale: scales the target blur of the partial levels (1: the official schedule).
     """
 
-    def __init__(self, model: nn.Module, num_partial: int = 3, quant_weight: float = 1.0):
+    def __init__(self, model: nn.Module, num_partial: int = 3, quant_weight: float = 1.0, sigma_scale: float = 1.0):
         super().__init__()
         self.model = model
         self.num_partial = num_partial
         self.quant_weight = quant_weight
-        self.loss = HierarchicalMaskLoss(model.config.num_latent_tokens)
+        self.loss = HierarchicalMaskLoss(model.config.num_latent_tokens, sigma_scale=sigma_scale)
 
     def forward(self, masks: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
