@@ -105,6 +105,28 @@ def test_empty_and_zero_masks_follow_one_policy(tok):
         tok.encode(given, masks, empty_masks="drop")
 
 
+def test_every_family_decodes_to_host_device_or_rle(tok):
+    """``output`` is a decode option of every family (HiMTok makes device masks and RLE itself, the
+    others are converted); absent rows stay empty masks in every output."""
+    from masktok.masks import rles_to_masks
+
+    given = _image() if tok.needs_image else None
+    kept = tok.encode(given, _masks(), empty_masks="keep")
+    host = tok.decode(given, kept, size=(H, W))
+    device = tok.decode(given, kept, size=(H, W), output="device")
+    rles = tok.decode(given, kept, size=(H, W), output="rle")
+    assert device.device == tok.device and torch.equal(device.cpu(), host)
+    assert len(rles) == 3 and np.array_equal(rles_to_masks(rles), host.numpy()) and not host[1].any()
+    absent_only = tok.decode(given, kept[[1]], size=(H, W), output="rle")
+    assert len(absent_only) == 1 and not rles_to_masks(absent_only).any()
+    assert [len(r) for r in tok.decode_batch([given, given], [kept, kept[:1]], sizes=[(H, W), (8, 8)],
+                                             output="rle")] == [3, 1]
+    with pytest.raises(ValueError, match="output must be one of"):
+        tok.decode(given, kept, output="gpu")
+    with pytest.raises(ValueError, match="cannot be combined with return_logits"):
+        tok.decode(given, kept, output="rle", return_logits=True)
+
+
 def test_save_pretrained_and_from_pretrained_in_every_layout(tok, tmp_path):
     masks = _masks()[[0, 2]]
     given = _image() if tok.needs_image else None
