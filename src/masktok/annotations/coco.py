@@ -23,7 +23,8 @@ from masktok.masks.png import read_panoptic_png
 from masktok.masks.polygons import polygons_to_rle
 from masktok.masks.rle import check_rle, mask_to_rle, rle_area
 
-__all__ = ["CocoInstancesIndex", "coco_instances_from_data", "read_coco_instances", "read_coco_panoptic", "read_coco_categories"]
+__all__ = ["CocoInstancesIndex", "coco_instances_from_data", "read_coco_instances", "read_coco_panoptic",
+           "read_coco_categories"]
 
 
 def _top_level(path: Path, data: Any, keys: tuple[str, ...]) -> None:

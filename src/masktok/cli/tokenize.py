@@ -170,7 +170,8 @@ def encode(
     words = [None if row is None else format_mask_words(row, tok.vocabulary) for row in rows]
     entries = [{"index": i, "codes": row, "words": w} for i, row, w in zip(indices, rows, words)]
     _emit({"tokenizer": str(tokenizer), "image": str(image) if image else None,
-           "size": [int(s) for s in stack.shape[1:]], "masks": entries, "text": "".join(w for w in words if w is not None)}, output)
+           "size": [int(s) for s in stack.shape[1:]], "masks": entries,
+           "text": "".join(w for w in words if w is not None)}, output)
 
 
 @app.command("decode")

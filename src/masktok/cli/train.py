@@ -39,7 +39,8 @@ def tokenizer(family: str, resume: bool, **values) -> None:
     foreign = sorted(set(given) - set(own) - set(run))
     if foreign:
         flags = ", ".join(_OPTIONS.flag(name) for name in foreign)
-        raise typer.BadParameter(f"{flags}: not a setting of {_FAMILY_NAMES[family_cls]} training", param_hint="--family")
+        raise typer.BadParameter(f"{flags}: not a setting of {_FAMILY_NAMES[family_cls]} training",
+                                 param_hint="--family")
     try:
         config = TrainConfig(tokenizer=family_cls(**own), **run)
     except ValueError as exc:

@@ -13,15 +13,13 @@ leniently, reported through their status and never raise.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor

@@ -1,8 +1,9 @@
 """The public HiMTok tokenizer: binary masks ⇄ up to K codes ⇄ mask words.
 
 Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
-not read (a path given there must still name an existing file, so a typo is not silently ignored). Masks of any size are stretched to the model frame (256×256, bilinear, as the official
-model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
+not read (a path given there must still name an existing file, so a typo is not silently ignored).
+Masks of any size are stretched to the model frame (256×256, bilinear, as the official model) and
+decoded masks are stretched back to the size the caller asks for. Inputs may live on
 any device; codes come back on the CPU, decoded masks as the caller asks (``output``): CPU bool
 tensors (default), tensors left on the tokenizer's device, or COCO RLE whose runs are found there.
 

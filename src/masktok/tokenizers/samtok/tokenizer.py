@@ -134,7 +134,8 @@ class SAMTok(MaskTokenizerBase):
         ``mask_tokenizer_<K>x<depth>.pth``."""
         if layout == "official":
             cfg = self.config
-            save_official_checkpoint(self.model, folder / f"mask_tokenizer_{cfg.codebook_size}x{cfg.codebook_depth}.pth")
+            name = f"mask_tokenizer_{cfg.codebook_size}x{cfg.codebook_depth}.pth"
+            save_official_checkpoint(self.model, folder / name)
             return
         import json
 
