@@ -166,7 +166,7 @@ def tokenize_scaling(args: argparse.Namespace, counts: list[int], folder: Path, 
     model_dir = folder / "samtok"
     from masktok.tokenizers.samtok import SAMTok
 
-    SAMTok(random_samtok_model(args.size, torch.device("cpu")), device="cpu").save_pretrained(model_dir)
+    SAMTok(model=random_samtok_model(args.size, torch.device("cpu")), device="cpu").save_pretrained(model_dir)
     data = folder / "data"
     annotations, _, _ = make_dataset(data, args.images, args.masks_per_image, args.height, args.width)
     common = ["tokenize-dataset", "coco", "--tokenizer", str(model_dir), "--annotations", str(annotations),

@@ -63,7 +63,7 @@ def main() -> None:
     device = torch.device(args.device)
     model = random_samtok_model(args.size, device)
     config = model.config
-    tok = SAMTok(model, device=device)
+    tok = SAMTok(model=model, device=device)
     batch = args.images_per_batch
     if device.type == "cuda":
         tok.capture_image_encoder([batch])

@@ -308,7 +308,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     model_fp32 = random_samtok_model(args.size, device)
-    tok = SAMTok(copy.deepcopy(model_fp32), device=device)
+    tok = SAMTok(model=copy.deepcopy(model_fp32), device=device)
     reference = PerMaskReference(model_fp32, device)
     RESULTS.update(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                    torch=torch.__version__, size=args.size, dtype=str(tok.dtype), args=vars(args))

@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--images-per-batch", type=int, default=8)
-    parser.add_argument("--images-per-call", type=int, default=48)
+    parser.add_argument("--prefetch-images", type=int, default=96)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--images-per-shard", type=int, default=240,
                         help="images per Parquet file (the warm-up pass covers one shard)")
@@ -202,7 +202,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     model = random_samtok_model(args.size, device)
-    tok = SAMTok(model, device=device)
+    tok = SAMTok(model=model, device=device)
     if args.cuda_graphs and device.type == "cuda":
         tok.capture_image_encoder([args.images_per_batch])
     results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -228,7 +228,7 @@ def main() -> None:
         source = DatasetSource("coco", annotations=path, images=folder / "data" / "images")
         config = TokenizeConfig(output_dir=folder / "out", images_per_shard=args.images_per_shard,
                                 images_per_batch=args.images_per_batch,
-                                images_per_call=args.images_per_call, num_workers=args.workers,
+                                prefetch_images=args.prefetch_images, num_workers=args.workers,
                                 progress=False)
         section("eager", lambda: measure(tok, source, config, pool_images, pool_masks, args, device,
                                          results, "_eager"))
@@ -236,7 +236,7 @@ def main() -> None:
         if args.compile and device.type == "cuda":
             def compiled() -> None:
                 start = time.perf_counter()
-                ctok = SAMTok(model, device=device, compile=True)
+                ctok = SAMTok(model=model, device=device, compile=True)
                 ctok.capture_image_encoder([args.images_per_batch])
                 results["compile_seconds"] = time.perf_counter() - start
                 log(f"compile + capture: {results['compile_seconds']:.0f} s")

@@ -30,19 +30,19 @@ from pathlib import Path
 
 import torch
 
-from masktok.train import TrainConfig, train_tokenizer
+from masktok.train import HiMTokTrainConfig, TrainConfig, train_tokenizer
 
 
 def build_config(args: argparse.Namespace, steps: int, run_dir: Path, minutes: float) -> TrainConfig:
+    family = HiMTokTrainConfig(
+        model=args.model, init_from=args.init_from, packed=(str(args.pack / "train_masks.npz"),),
+        val_packed=(str(args.pack / "val_coco2017_heldout.npz"),), val_prefix_lengths=(4, 8, 16, 32),
+        synthetic_fraction=args.synthetic, batch_size=args.batch_size, num_partial=args.num_partial,
+        level_sigma_scale=args.sigma_scale, box_scale_prob=args.box_scale_prob, box_scale_max=args.box_scale_max)
     return TrainConfig(
-        family="himtok", model=args.model, init_from=args.init_from,
-        packed=(str(args.pack / "train_masks.npz"),), val_packed=(str(args.pack / "val_coco2017_heldout.npz"),),
-        val_prefix_lengths=(4, 8, 16, 32), synthetic_fraction=args.synthetic, batch_size=args.batch_size,
-        steps=steps, lr=args.lr, warmup_fraction=args.warmup_fraction, num_partial=args.num_partial,
-        level_sigma_scale=args.sigma_scale, box_scale_prob=args.box_scale_prob, box_scale_max=args.box_scale_max,
-        seed=args.seed, device=args.device, run_dir=str(run_dir), checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=1, log_every=args.log_every, val_every=0, progress=False, time_limit_min=minutes,
-        export_dtype="float16",
+        tokenizer=family, steps=steps, lr=args.lr, warmup_fraction=args.warmup_fraction, seed=args.seed,
+        device=args.device, run_dir=str(run_dir), checkpoint_every=args.checkpoint_every, keep_checkpoints=1,
+        log_every=args.log_every, val_every=0, progress=False, time_limit_min=minutes, export_dtype="float16",
     )
 
 
@@ -54,7 +54,7 @@ def init_folder(source: Path, model: str, out: Path) -> Path:
     weights = HiMTok.from_pretrained(source, dtype=torch.float32).model.state_dict()
     target = HiMTokModel(get_config(model))
     target.load_state_dict(weights, strict=True)
-    HiMTok(target, dtype=torch.float32).save_pretrained(out)
+    HiMTok(model=target, dtype=torch.float32).save_pretrained(out)
     return out
 
 
@@ -105,7 +105,7 @@ def main() -> None:
         probe_dir = args.run_dir / "probe"
         probe = build_config(args, args.probe_steps, probe_dir, 0.0)
         probe.log_every = max(1, args.probe_steps // 3)
-        probe.val_packed = ()
+        probe.tokenizer.val_packed = ()
         train_tokenizer(probe)
         per_step = seconds_per_step(probe_dir)
         shutil.rmtree(probe_dir)

@@ -187,8 +187,8 @@ def box_mask(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndar
     return mask
 
 
-def build_tiny_himtok(seed: int = 0, max_codes: int = 8):
-    """A random HiMTok (masktok-s structure at toy widths) with the full 1024-code vocabulary."""
+def build_tiny_himtok(seed: int = 0, max_codes: int = 8, codebook_size: int = 1024):
+    """A random HiMTok (masktok-s structure at toy widths), by default with the full 1024-code vocabulary."""
     from dataclasses import replace
 
     from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
@@ -196,7 +196,7 @@ def build_tiny_himtok(seed: int = 0, max_codes: int = 8):
     config = replace(
         masktok_s_config(), name="tiny", image_size=64, patch_size=16, num_latent_tokens=max_codes,
         encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1,
-        decoder_heads=2, token_dim=4, codebook_size=1024,
+        decoder_heads=2, token_dim=4, codebook_size=codebook_size,
         pixel_decoder=PixelDecoderConfig(z_channels=16, hidden_channels=8,
                                          channel_mult=(1, 1, 1, 1, 2), num_res_blocks=1,
                                          out_channels=1, norm_groups=4, legacy_shortcut=False))

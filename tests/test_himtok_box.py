@@ -132,11 +132,17 @@ def test_ragged_soft_and_probability_decoding_agree(tok):
     assert torch.equal(logits > 0, tok.decode(None, codes, size=(64, 64)))
 
 
-def test_empty_masks_are_refused_by_index(tok):
+def test_empty_masks_follow_the_policy(tok):
     masks = torch.zeros(3, 20, 20, dtype=torch.bool)
-    masks[1, 5, 5] = True
-    with pytest.raises(ValueError, match=r"masks \[0, 2\] are empty"):
+    masks[1, 5:9, 5:12] = True
+    with pytest.raises(ValueError, match=r"masks\[0\] is empty"):
         tok.encode(None, masks)
+    skipped = tok.encode(None, masks, empty_masks="skip")
+    kept = tok.encode(None, masks, empty_masks="keep")
+    assert torch.equal(skipped, tok.encode(None, masks[1:2])) and torch.equal(kept[1], skipped[0])
+    assert (kept[[0, 2]] == -1).all()
+    decoded = tok.decode(None, kept, size=(20, 20))
+    assert not decoded[[0, 2]].any() and decoded[1].any()
 
 
 def test_save_and_load_keep_the_box_prefix(tok, tmp_path):
@@ -165,7 +171,7 @@ def test_training_frames_and_validation_of_a_box_model(tmp_path):
     model = HiMTokModel(tiny_box_config())
     scores = himtok_reconstruction_miou(model, pool, [2, 4, 10])
     assert model.training  # restored
-    tok = HiMTok(model)
+    tok = HiMTok(model=model)
     reference, count = tokenizer_reconstruction_miou(
         tok, [(None, torch.from_numpy(a)[None]) for a in arrays], [2, 4, 10])
     assert count == 2 and scores == pytest.approx(reference)

@@ -160,23 +160,23 @@ def test_official_loading_is_strict(tmp_path, tiny_model):
     missing = {k: v for k, v in state.items() if k != "decoder.mask_token"}
     torch.save(missing, tmp_path / "missing.pth")
     with pytest.raises(ValueError, match=r"missing: decoder\.mask_token"):
-        HiMTok.from_official(tmp_path / "missing.pth", config=tiny_official())
+        HiMTok.from_pretrained(tmp_path / "missing.pth", config=tiny_official())
     torch.save({**state, "decoder.extra": torch.zeros(1)}, tmp_path / "extra.pth")
     with pytest.raises(ValueError, match=r"unexpected: decoder\.extra"):
-        HiMTok.from_official(tmp_path / "extra.pth", config=tiny_official())
+        HiMTok.from_pretrained(tmp_path / "extra.pth", config=tiny_official())
     torch.save({**state, "quantize.embedding.weight": torch.zeros(1024, 8)}, tmp_path / "shape.pth")
     with pytest.raises(ValueError, match=r"quantize\.embedding\.weight: file \(1024, 8\)"):
-        HiMTok.from_official(tmp_path / "shape.pth", config=tiny_official())
+        HiMTok.from_pretrained(tmp_path / "shape.pth", config=tiny_official())
 
 
 def test_unsafe_pickles_are_refused(tmp_path):
     torch.save({"weights": Path("x")}, tmp_path / "unsafe.pth")
     with pytest.raises(ValueError, match="weights-only"):
-        HiMTok.from_official(tmp_path / "unsafe.pth", config=tiny_official())
+        HiMTok.from_pretrained(tmp_path / "unsafe.pth", config=tiny_official())
 
 
 def test_masktok_folder_round_trip_keeps_official_layout(tmp_path, tiny_model):
-    tok = HiMTok(tiny_model)
+    tok = HiMTok(model=tiny_model)
     tok.save_pretrained(tmp_path / "folder")
     assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["config.json", "model.safetensors"]
     loaded = HiMTok.from_pretrained(tmp_path / "folder")

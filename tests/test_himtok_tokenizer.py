@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
+from masktok.tokenizers.himtok import checkpoint
 
 
 def tiny_config(**overrides):
@@ -55,7 +56,9 @@ def test_encode_returns_all_codes(tok, masks):
 
 def test_batching_does_not_change_results(tok, masks):
     codes = tok.encode(None, masks)
-    assert torch.equal(tok.encode(None, masks, batch_size=2), codes)
+    assert torch.equal(HiMTok(model=tok.model, mask_batch_size=2).encode(None, masks), codes)
+    assert [c.tolist() for c in tok.encode_batch([None] * 3, [masks[i:i + 1] for i in range(3)],
+                                                 batch_size=2)] == [[row] for row in codes.tolist()]
     assert torch.allclose(tok.decode_logits(codes, batch_size=1), tok.decode_logits(codes), atol=1e-5)
 
 
@@ -184,7 +187,8 @@ def test_fp16_weights_load_into_an_fp32_tokenizer(tmp_path, masks):
     (np.full((1, 8, 8), np.nan), "binary"),
     (np.zeros((8, 8), bool), r"\(N, H, W\)"),
     (np.zeros((1, 0, 8), bool), "non-empty"),
-    ([[0, 1]], "numpy array or torch tensor"),
+    ([[0, 1]], r"\(N, H, W\)"),
+    ("masks", "array or tensor"),
 ])
 def test_bad_masks_raise(tok, bad, message):
     with pytest.raises(ValueError, match=message):
@@ -227,8 +231,11 @@ def test_bad_decode_arguments_raise(tok):
 
 
 def test_from_pretrained_rejects_unknown_paths(tmp_path):
-    with pytest.raises(ValueError, match="neither"):
+    with pytest.raises(FileNotFoundError, match="no tokenizer at"):
         HiMTok.from_pretrained(tmp_path / "nothing")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ValueError, match="neither"):
+        HiMTok.from_pretrained(tmp_path / "other")
     (tmp_path / "config.json").write_text('{"tokenizer_type": "samtok", "format_version": 1, "model": {}}')
     with pytest.raises(ValueError, match="samtok"):
         HiMTok.from_pretrained(tmp_path)
@@ -271,7 +278,7 @@ def test_registry_opens_himtok_folders_and_official_files(tmp_path, tok, masks):
         loaded = load_tokenizer(path)
         assert isinstance(loaded, HiMTok) and torch.equal(loaded.encode(None, masks), codes)
     official_tok = HiMTok.from_config(tiny_config(legacy_latent_reshape=True), seed=4)
-    official_tok.save_official(tmp_path / "lmm" / "himtok.pth", prefix="module.")
+    checkpoint.save_official(official_tok.model, tmp_path / "lmm" / "himtok.pth", prefix="module.")
     for path in (tmp_path / "lmm", tmp_path / "lmm" / "himtok.pth"):
         assert tokenizer_type(path) == "himtok"
         loaded = load_tokenizer(path, config=official_tok.config)

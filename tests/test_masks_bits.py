@@ -49,5 +49,14 @@ def test_samtok_encodes_packed_masks_like_bool_masks():
     with pytest.raises(ValueError, match="image is"):
         tok.encode(image, BitMasks.pack(masks[:, :, :40]))
     masks[2] = False
-    with pytest.raises(ValueError, match=r"masks\[0\]\[2\] is empty"):
+    with pytest.raises(ValueError, match=r"masks\[2\] is empty"):
         tok.encode(image, BitMasks.pack(masks))
+
+
+def test_himtok_encodes_packed_masks_like_bool_masks():
+    from mllm_fixtures import build_tiny_himtok
+
+    tok = build_tiny_himtok(seed=0)
+    masks = np.zeros((2, 30, 45), dtype=bool)
+    masks[0, 2:9, 3:40] = masks[1, 20:, :5] = True
+    assert torch.equal(tok.encode(None, BitMasks.pack(masks)), tok.encode(None, masks))

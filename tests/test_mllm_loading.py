@@ -61,7 +61,7 @@ def test_official_himtok_checkpoint_beside_the_model(tmp_path):
     chat = build_tiny_chat(build_tiny_himtok(), TinyVLMConfig(family="qwen2_5_vl"))
     chat.model.save_pretrained(tmp_path)
     chat.processor.save_pretrained(tmp_path)
-    chat.mask_tokenizer.save_official(tmp_path / "himtok.pth")
+    chat.mask_tokenizer.save_pretrained(tmp_path, layout="official")
     config = chat.mask_tokenizer.config
     from masktok.tokenizers.himtok import HiMTok
 

@@ -54,7 +54,7 @@ def test_fused_attention_splits_like_the_official_forward():
 
 def test_official_folder_loads_natively_chats_fine_tunes_and_reloads(official, tmp_path):
     assert "auto_map" in json.loads((official / "config.json").read_text())  # remote code never runs
-    assert find_mask_tokenizer(official) == ("internvl", official)
+    assert find_mask_tokenizer(official) == ("himtok", official)
     chat = MaskChat.from_pretrained(official)
     assert type(chat.model).__name__ == "InternVLForConditionalGeneration"
     assert chat.settings.soft_decoding and chat.settings.soft_renormalize is None  # the official path:
@@ -166,7 +166,7 @@ def test_two_candidate_tokenizers_are_refused(official, tmp_path):
     shutil.copytree(official, both)
     from masktok.tokenizers.himtok import HiMTok
 
-    HiMTok.from_config(tiny_official_himtok_config()).save_official(both / "himtok.pth")
+    HiMTok.from_config(tiny_official_himtok_config()).save_pretrained(both, layout="official")
     with pytest.raises(ValueError, match="2 candidate mask tokenizers: himtok.pth .*--tokenizer"):
         MaskChat.from_pretrained(both)
 

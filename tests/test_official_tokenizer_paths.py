@@ -46,7 +46,7 @@ def test_load_tokenizer_takes_himtok_beside_a_vlm_and_inside_internvl_shards(qwe
     himtok = HiMTok.from_config(config, seed=1)
     (tmp_path / "vlm").mkdir()
     (tmp_path / "vlm" / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
-    himtok.save_official(tmp_path / "vlm" / "himtok.pth")
+    himtok.save_pretrained(tmp_path / "vlm", layout="official")
     masks = box_mask(48, 64, (5, 5, 30, 30))[None]
     assert torch.equal(load_tokenizer(tmp_path / "vlm", config=config).encode(None, masks),
                        himtok.encode(None, masks))
@@ -56,7 +56,7 @@ def test_load_tokenizer_takes_himtok_beside_a_vlm_and_inside_internvl_shards(qwe
     both = tmp_path / "both"
     both.mkdir()
     (both / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
-    himtok.save_official(both / "himtok.pth")
+    himtok.save_pretrained(both, layout="official")
     (both / "mask_tokenizer_256x2.pth").write_bytes((qwen_folder / "mask_tokenizer_256x2.pth").read_bytes())
     with pytest.raises(ValueError, match="2 candidate mask tokenizers"):
         load_tokenizer(both)
@@ -69,20 +69,20 @@ def test_himtok_official_loading_accepts_only_the_named_benign_difference(tmp_pa
     without_mask = {k: v for k, v in state.items() if k != "encoder.attn_mask"}
     torch.save(without_mask, tmp_path / "no_mask.pth")
     masks = box_mask(48, 64, (5, 5, 30, 30))[None]
-    loaded = HiMTok.from_official(tmp_path / "no_mask.pth", config=config)
+    loaded = HiMTok.from_pretrained(tmp_path / "no_mask.pth", config=config)
     assert torch.equal(loaded.encode(None, masks), himtok.encode(None, masks))
     wrong = dict(state, **{"encoder.attn_mask": ~state["encoder.attn_mask"]})
     torch.save(wrong, tmp_path / "wrong_mask.pth")
     with pytest.raises(ValueError, match="encoder.attn_mask differs"):
-        HiMTok.from_official(tmp_path / "wrong_mask.pth", config=config)
+        HiMTok.from_pretrained(tmp_path / "wrong_mask.pth", config=config)
     extra = dict(state, **{"decoder.stray_buffer": torch.zeros(3)})
     torch.save(extra, tmp_path / "extra.pth")
     with pytest.raises(ValueError, match="1 unexpected: decoder.stray_buffer"):
-        HiMTok.from_official(tmp_path / "extra.pth", config=config)
+        HiMTok.from_pretrained(tmp_path / "extra.pth", config=config)
     missing = {k: v for k, v in state.items() if k != "decoder.mask_token"}
     torch.save(missing, tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="1 missing: decoder.mask_token"):
-        HiMTok.from_official(tmp_path / "missing.pth", config=config)
+        HiMTok.from_pretrained(tmp_path / "missing.pth", config=config)
 
 
 def test_official_himtok_preprocesses_masks_as_the_official_data_path():

@@ -41,6 +41,25 @@ def test_encode_prints_words_json(setup):
     assert data["text"] == "".join(m["words"] for m in data["masks"]) and data["size"] == [40, 56]
 
 
+def test_encode_follows_the_empty_mask_policy(setup):
+    folder, tok, image, masks = setup
+    with_empty = np.concatenate([masks[:1], np.zeros((1, 40, 56), dtype=bool), masks[1:]])
+    (folder / "with_empty.json").write_text(json.dumps(masks_to_rles(with_empty)))
+    args = ["encode", "--tokenizer", str(folder / "tok"), "--image", str(folder / "image.png"),
+            "--masks", str(folder / "with_empty.json")]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == BAD_INPUT_EXIT_CODE and "masks[1] is empty" in refused.output
+    assert "Traceback" not in refused.output
+    words = tok.encode_words(image, masks)
+    skipped = json.loads(CliRunner().invoke(app, [*args, "--empty-masks", "skip"]).stdout)
+    assert [(m["index"], m["words"]) for m in skipped["masks"]] == [(0, words[0]), (2, words[1])]
+    kept = json.loads(CliRunner().invoke(app, [*args, "--empty-masks", "keep"]).stdout)
+    assert [(m["index"], m["codes"], m["words"]) for m in kept["masks"]][1] == (1, None, None)
+    assert kept["text"] == skipped["text"] == "".join(words)
+    wrong = CliRunner().invoke(app, [*args, "--empty-masks", "drop"])
+    assert wrong.exit_code == BAD_INPUT_EXIT_CODE and "--empty-masks: expected one of" in wrong.output
+
+
 def test_decode_writes_rle_json_and_overlay(setup):
     folder, tok, image, masks = setup
     words = "".join(tok.encode_words(image, masks))

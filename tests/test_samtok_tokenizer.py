@@ -207,7 +207,7 @@ def test_level0_only_decodes_with_the_level0_codeword_alone(tok):
     ([[16, 0]], "outside"),
     ([[3, 16]], "outside"),
     ([[-1, 3]], "level-0"),
-    ([[1, 2, 3]], "shape"),
+    ([[1, 2, 3]], "1 to 2 codes"),
     ([[1.5, 2.0]], "integer"),
     ([1, 2], "shape"),
 ])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +15,14 @@ from masktok.data.tokenize.shards import DatasetSource
 from masktok.data.tokenize.pipeline import TokenizeConfig, tokenize_dataset
 from masktok.masks import mask_to_rle, rle_to_box, rle_to_mask
 from masktok.words.prompts import NO_TARGET_ANSWER, PHRASE_END, PHRASE_START, prompt_templates
-from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
+from masktok.tokenizers.himtok import HiMTok
+from mllm_fixtures import build_tiny_himtok
 from masktok.words import parse_mask_words
 
 
 @pytest.fixture(scope="module")
 def himtok() -> HiMTok:
-    config = replace(
-        masktok_s_config(), name="tiny", image_size=64, patch_size=16, num_latent_tokens=8,
-        encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1,
-        decoder_heads=2, token_dim=4, codebook_size=64,
-        pixel_decoder=PixelDecoderConfig(z_channels=16, hidden_channels=8, channel_mult=(1, 1, 1, 1, 2),
-                                         num_res_blocks=1, out_channels=1, norm_groups=4,
-                                         legacy_shortcut=False))
-    return HiMTok.from_config(config, seed=0)
+    return build_tiny_himtok(seed=0, codebook_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +407,30 @@ def test_card_counts_mask_tokens_and_text_tokens(coco_images, words, himtok, tmp
     assert card.masks_per_sample.mean == pytest.approx(np.mean([len(s.masks) for s in result.samples]))
     assert card.tokens_per_sample.min > card.mask_tokens_per_sample.min
     assert card.samples == 3 and card.turns.max == 1
+
+
+def test_an_empty_instance_mask_fails_or_is_skipped_by_the_policy(tmp_path, himtok):
+    from PIL import Image
+
+    height, width = 20, 30
+    Image.new("RGB", (width, height)).save(tmp_path / "a.jpg")
+    full = np.zeros((height, width), dtype=bool)
+    full[4:12, 5:20] = True
+    rles = [mask_to_rle(full), mask_to_rle(np.zeros_like(full))]
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "height": height, "width": width}],
+            "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": rle,
+                             "bbox": [0, 0, 1, 1]} for i, rle in enumerate(rles)],
+            "categories": [{"id": 1, "name": "thing"}]}
+    refs = [{"ref_id": i, "image_id": 1, "ann_id": i, "split": "val",
+             "sentences": [{"sent_id": 10 + i, "sent": f"thing {i}"}]} for i in (1, 2)]
+    (tmp_path / "instances.json").write_text(json.dumps(coco))
+    (tmp_path / "refs.json").write_text(json.dumps(refs))
+    images = sft.read_refs(tmp_path / "refs.json", tmp_path / "instances.json", tmp_path)
+    words = sft.TokenizerWords(himtok)
+    with pytest.raises(ValueError, match="annotation 2 .*empty mask.*empty_masks='skip'"):
+        sft.build_res(images, words, sft.BuildConfig(zoom=None))
+    result = sft.build_res(images, words, sft.BuildConfig(zoom=None, empty_masks="skip"))
+    assert [s.meta["annotation_ids"] for s in result.samples] == [["1"]] and result.skipped == {"empty mask": 1}
+    assert len(sft.regions_from_refs(images, "skip")) == 1
+    with pytest.raises(ValueError, match="'keep' has no meaning for SFT answers"):
+        sft.BuildConfig(empty_masks="keep")

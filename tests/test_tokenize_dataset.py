@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,8 @@ from masktok.data.tokenize.pipeline import (
 )
 from masktok.masks import mask_to_box, rle_to_mask
 from masktok.output_lock import lock_path, read_holder
-from masktok.tokenizers.himtok import HiMTok, PixelDecoderConfig, masktok_s_config
+from masktok.tokenizers.himtok import HiMTok
+from mllm_fixtures import build_tiny_himtok
 from masktok.words import format_mask_words
 
 COLUMNS = ["image_id", "annotation_id", "file_name", "height", "width", "category_id",
@@ -35,14 +35,7 @@ COLUMNS = ["image_id", "annotation_id", "file_name", "height", "width", "categor
 
 
 def tiny_himtok() -> HiMTok:
-    config = replace(
-        masktok_s_config(), name="tiny", image_size=64, patch_size=16, num_latent_tokens=8,
-        encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1,
-        decoder_heads=2, token_dim=4, codebook_size=64,
-        pixel_decoder=PixelDecoderConfig(z_channels=16, hidden_channels=8, channel_mult=(1, 1, 1, 1, 2),
-                                         num_res_blocks=1, out_channels=1, norm_groups=4,
-                                         legacy_shortcut=False))
-    return HiMTok.from_config(config, seed=0)
+    return build_tiny_himtok(seed=0, codebook_size=64)
 
 
 def yolo_subset(dest: Path, count: int) -> DatasetSource:
@@ -72,7 +65,7 @@ def _config(out: Path, **kw) -> TokenizeConfig:
 def test_yolo_rows_match_the_annotations(tmp_path, himtok):
     source = yolo_subset(tmp_path / "yolo", 10)
     report = tokenize_dataset(source, himtok, _config(tmp_path / "out", images_per_shard=4,
-                                                      images_per_call=3))
+                                                      prefetch_images=3))
     out = tmp_path / "out"
     assert report.complete and (out / SUCCESS).is_file() and (out / USAGE).is_file()
     assert sorted(p.name for p in out.glob("*.parquet")) == [f"part-0000{i}.parquet" for i in range(3)]
@@ -248,10 +241,10 @@ def test_sa1b_json_folder_and_tar_shards_agree(test_data, tmp_path, himtok):
     assert loose == packed and len(loose["codes"]) > 10
 
 
-def test_ranks_workers_and_overlap_do_not_change_the_output(tmp_path, himtok):
+def test_ranks_and_workers_do_not_change_the_output(tmp_path, himtok):
     source = yolo_subset(tmp_path / "yolo", 9)
     single = tokenize_dataset(source, himtok, _config(tmp_path / "one", images_per_shard=2,
-                                                      num_workers=2, overlap=False))
+                                                      num_workers=2, images_per_batch=3))
     assert single.complete
     out = tmp_path / "two"
     late = tokenize_dataset(source, himtok, _config(out, images_per_shard=2), rank=1, world_size=2)
@@ -272,7 +265,7 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path, himtok):
         tokenize_dataset(source, himtok, _config(tmp_path / "out", num_codes=4))
 
 
-def test_empty_masks_fail_or_are_counted(test_data, tmp_path, himtok):
+def test_empty_masks_fail_are_counted_or_kept_absent(test_data, tmp_path, himtok):
     source = _filtered_coco(test_data, tmp_path, keep_present=1, keep_missing=0)
     data = json.loads(source.annotations.read_text())
     img = data["images"][0]
@@ -287,6 +280,19 @@ def test_empty_masks_fail_or_are_counted(test_data, tmp_path, himtok):
     assert report.skipped_empty_masks == 1
     rows = read_output(tmp_path / "b")
     assert "999999" not in rows["annotation_id"] and {len(c) for c in rows["codes"]} == {3}
+    report = tokenize_dataset(source, himtok, _config(tmp_path / "c", empty_masks="keep", num_codes=3))
+    kept = read_output(tmp_path / "c")
+    absent = kept["annotation_id"].index("999999")
+    assert report.skipped_empty_masks == 0 and kept["codes"][absent] is None and kept["words"][absent] is None
+    others = [c for i, c in enumerate(kept["codes"]) if i != absent]
+    assert others == rows["codes"]
+    from masktok.data.sft import ParquetWords
+    from masktok.data.sft.mask_words import ImageEntry, MaskRef
+
+    words = ParquetWords(tmp_path / "c")
+    entry = ImageEntry(kept["image_id"][absent], tmp_path / "x.jpg", kept["height"][absent], kept["width"][absent])
+    with pytest.raises(ValueError, match="absent entry"):
+        words.codes(entry, [MaskRef({}, "999999")])
 
 
 def test_codebook_usage_counts():
@@ -305,30 +311,33 @@ def test_codebook_usage_counts():
 # Resumability: a run killed mid-way, resumed, equals an uninterrupted run
 # ---------------------------------------------------------------------------------------------
 class _KillingTokenizer:
-    """Delegates to a tokenizer and SIGKILLs its own process at encode call ``kill_at``."""
+    """Delegates to a tokenizer and SIGKILLs its own process when its stream reads image ``kill_at``."""
 
     def __init__(self, inner, kill_at: int):
-        self.inner, self.kill_at, self.calls = inner, kill_at, 0
-        self.vocabulary = inner.vocabulary
+        self.inner, self.kill_at = inner, kill_at
+        self.vocabulary, self.needs_image, self.device = inner.vocabulary, inner.needs_image, inner.device
 
-    def encode(self, image, masks, **kw):
-        self.calls += 1
-        if self.calls == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.encode(image, masks, **kw)
+    def encode_stream(self, pairs, **kw):
+        def counted():
+            for k, pair in enumerate(pairs, 1):
+                if k == self.kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield pair
+
+        return self.inner.encode_stream(counted(), **kw)
 
 
 def _child(yolo_dir: str, out: str, kill_at: int) -> None:
     source = DatasetSource("yolo", images=Path(yolo_dir) / "images", labels=Path(yolo_dir) / "labels")
     tokenize_dataset(source, _KillingTokenizer(tiny_himtok(), kill_at),
-                     _config(Path(out), images_per_shard=3, images_per_call=1),
+                     _config(Path(out), images_per_shard=3, images_per_batch=1, prefetch_images=1),
                      tokenizer_id="tiny-himtok")
 
 
 def test_killed_run_resumes_to_the_same_output(tmp_path, caplog):
     source = yolo_subset(tmp_path / "yolo", 12)
     out = tmp_path / "resumed"
-    # every image here has masks, so encode call k is image k: die inside the second shard
+    # every image here has masks and is read one at a time: die when reading the second shard
     child = subprocess.Popen([sys.executable, __file__, str(tmp_path / "yolo"), str(out), "5"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = child.communicate()
@@ -342,7 +351,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, caplog):
     (out / "part-00002.parquet").write_bytes(b"PAR1 truncated")
     (out / "part-00003.parquet.tmp").write_bytes(b"partial")
     tok = tiny_himtok()
-    report = tokenize_dataset(source, tok, _config(out, images_per_shard=3, images_per_call=1),
+    report = tokenize_dataset(source, tok, _config(out, images_per_shard=3, prefetch_images=1),
                               tokenizer_id="tiny-himtok")
     assert report.shards_skipped == ["part-00000"] and report.shards_redone == ["part-00002"]
     assert "stale lock" in caplog.text and f"pid {child.pid}" in caplog.text  # taken over, said so
@@ -351,7 +360,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, caplog):
     assert (out / "part-00000.parquet").stat().st_mtime_ns == done.st_mtime_ns
     assert not list(out.glob("*.tmp"))
     fresh = tmp_path / "fresh"
-    tokenize_dataset(source, tok, _config(fresh, images_per_shard=3, images_per_call=1),
+    tokenize_dataset(source, tok, _config(fresh, images_per_shard=3, prefetch_images=1),
                      tokenizer_id="tiny-himtok")
     assert read_output(out) == read_output(fresh)
     for name in (MANIFEST, USAGE):

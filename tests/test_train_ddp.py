@@ -32,9 +32,9 @@ def _worker(rank: int, world: int, port: int, model_dir: str, run_dir: str, out_
         return recipe
 
     tokenizer_trainer.build_recipe = recording
-    cfg = tokenizer_trainer.TrainConfig(model=model_dir, synthetic_fraction=1.0, batch_size=3, steps=2,
-                                        checkpoint_every=0, log_every=1, progress=False, device="cpu",
-                                        run_dir=run_dir, lr=1e-3, val_prefix_lengths=(1,))
+    cfg = tokenizer_trainer.TrainConfig.from_dict(dict(
+        family="himtok", model=model_dir, synthetic_fraction=1.0, batch_size=3, steps=2, checkpoint_every=0,
+        log_every=1, progress=False, device="cpu", run_dir=run_dir, lr=1e-3, val_prefix_lengths=(1,)))
     tokenizer_trainer.train_tokenizer(cfg)
     recipe, ctx = built[0]
     state = {k: v.detach().clone() for k, v in recipe.model.state_dict().items()}

@@ -16,6 +16,7 @@ import torch
 
 from masktok.train.tokenizer import checkpointing as ckpt
 from masktok.train.tokenizer.trainer import TrainConfig, export_checkpoint, train_tokenizer, warmup_cosine
+from masktok.train.tokenizer.config import HiMTokTrainConfig, SAMTokTrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,7 @@ def _config(tiny_model_dir: Path, run_dir: Path, **kw) -> TrainConfig:
                 log_every=1, progress=False, device="cpu", run_dir=str(run_dir), val_prefix_lengths=(1, 4, 8),
                 lr=1e-3)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict({"family": "himtok", **base})
 
 
 def _rows(run_dir: Path) -> dict[int, dict[str, str]]:
@@ -172,9 +173,11 @@ def test_samtok_recipe_trains_only_the_mask_encoder_and_decoder(tmp_path):
     yolo = f"yolo:{images},{labels}"
     torch.manual_seed(0)
     before = SAMTokModel(tiny_test_config()).state_dict()
-    cfg = TrainConfig(family="samtok", model="tiny-test", data=(yolo,), val_data=(yolo,), batch_size=2,
-                      masks_per_image=3, steps=3, checkpoint_every=0, log_every=1, progress=False, device="cpu",
+    family = SAMTokTrainConfig(model="tiny-test", data=(yolo,), val_data=(yolo,), batch_size=2,
+                               masks_per_image=3)
+    cfg = TrainConfig(tokenizer=family, steps=3, checkpoint_every=0, log_every=1, progress=False, device="cpu",
                       run_dir=str(tmp_path / "sam"), lr=1e-3, seed=0)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     result = train_tokenizer(cfg)
     assert set(result.validation) == {"val_miou@1", "val_miou@2"}
     after = SAMTok.from_pretrained(result.export_dir).model.state_dict()
@@ -191,11 +194,23 @@ def test_samtok_recipe_trains_only_the_mask_encoder_and_decoder(tmp_path):
 
 def test_config_errors():
     with pytest.raises(ValueError, match="family"):
-        TrainConfig(family="other")
+        TrainConfig.from_dict({"family": "other"})
     with pytest.raises(ValueError, match="real masks"):
-        TrainConfig(family="himtok", synthetic_fraction=0.5)
+        HiMTokTrainConfig(synthetic_fraction=0.5)
     with pytest.raises(ValueError, match="SAMTok training needs"):
-        TrainConfig(family="samtok")
+        SAMTokTrainConfig()
+    with pytest.raises(ValueError, match="tokenizer"):
+        TrainConfig(tokenizer="himtok")
+    with pytest.raises(ValueError, match="unknown himtok training config keys"):
+        TrainConfig.from_dict({"family": "himtok", "synthetic_fraction": 1.0, "speed": 3})
+
+
+def test_an_older_flat_config_with_both_families_settings_reads_back():
+    """Runs saved before the split stored one flat config holding both families' settings."""
+    legacy = {"family": "himtok", "model": "masktok-s", "synthetic_fraction": 1.0, "masks_per_image": 8,
+              "dead_code_threshold": 1.0, "batch_size": 16, "steps": 5}
+    config = TrainConfig.from_dict(legacy)
+    assert config.tokenizer == HiMTokTrainConfig(synthetic_fraction=1.0, batch_size=16) and config.steps == 5
 
 
 @pytest.mark.slow
@@ -217,3 +232,29 @@ def test_non_finite_loss_stops_with_its_step_and_no_later_checkpoint(tiny_model_
     saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (run / "checkpoints").glob("step-*"))
     assert saved == [2]
     assert sorted(_rows(run)) == []
+
+
+def test_the_cli_takes_its_options_and_defaults_from_the_config_dataclasses(monkeypatch):
+    from typer.testing import CliRunner
+
+    from masktok.cli import app
+    from masktok.train.tokenizer import trainer
+    from masktok.train.tokenizer.trainer import TrainResult
+
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr(trainer, "train_tokenizer",
+                        lambda config, resume=False: seen.append(config) or TrainResult(step=0, wall_time_s=0.0))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["train", "tokenizer", "--synthetic-fraction", "1", "--steps", "7",
+                             "--val-prefix-lengths", "1,2", "--packed", "a.npz", "--packed", "b.npz", "--no-bf16"])
+    assert ok.exit_code == 0, ok.output
+    assert seen == [TrainConfig(tokenizer=HiMTokTrainConfig(synthetic_fraction=1.0, val_prefix_lengths=(1, 2),
+                                                             packed=("a.npz", "b.npz")), steps=7, bf16=False)]
+    wrong = runner.invoke(app, ["train", "tokenizer", "--family", "samtok", "--data", "coco:x.json",
+                                "--packed", "a.npz"])
+    assert wrong.exit_code == 2 and "not a setting of SAMTok training" in wrong.output and len(seen) == 1
+    bad = runner.invoke(app, ["train", "tokenizer", "--synthetic-fraction", "0.5"])
+    assert bad.exit_code == 2 and "real masks" in bad.output
+    shown = runner.invoke(app, ["train", "tokenizer", "--help"], env={"COLUMNS": "250"}).output
+    assert "(default: HiMTok: 'masktok-s'; SAMTok: 'large')" in shown
+    assert f"(default: {TrainConfig.__dataclass_fields__['lr'].default!r})" in shown

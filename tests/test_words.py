@@ -49,10 +49,11 @@ def test_configurable_sizes_offset_levels_by_the_codebook_size():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(name="other", codebook_size=4, num_levels=1, max_codes=1), "name"),
+    (dict(name="", codebook_size=4, num_levels=1, max_codes=1), "name"),
     (dict(name="samtok", codebook_size=0, num_levels=2, max_codes=2), "codebook_size"),
     (dict(name="samtok", codebook_size=256, num_levels=2, max_codes=3), "max_codes"),
-    (dict(name="himtok", codebook_size=256, num_levels=2, max_codes=3), "single level"),
+    (dict(name="himtok", codebook_size=256, num_levels=1, max_codes=3, min_codes=4), "exceeds"),
+    (dict(name="himtok", codebook_size=256, num_levels=1, max_codes=3, pad_digits=-1), "pad_digits"),
     (dict(name="himtok", codebook_size=8, num_levels=1, max_codes=2, start_token="mt_start"), "start_token"),
     (dict(name="himtok", codebook_size=8, num_levels=1, max_codes=2, end_token="<|mt_7|>"), "code token"),
     (dict(name="himtok", codebook_size=8, num_levels=1, max_codes=2, end_token=START), "differ"),
@@ -60,6 +61,21 @@ def test_configurable_sizes_offset_levels_by_the_codebook_size():
 def test_bad_vocabularies_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MaskVocabulary(**kwargs)
+
+
+def test_a_vocabulary_is_its_fields_not_its_name():
+    """A third family's vocabulary (any name) spells and parses by its fields alone."""
+    toy = MaskVocabulary("toy", codebook_size=20, num_levels=1, max_codes=3, min_codes=2, pad_digits=3)
+    word = format_mask_words((4, 19), toy)
+    assert word == "<|mt_start|><|mt_004|><|mt_019|><|mt_end|>"
+    assert [s.codes for s in parse_mask_words(f"a {word} b", toy)] == [(4, 19)]
+    assert toy.prefixes_are_words and not S.prefixes_are_words
+    with pytest.raises(ValueError, match="2 to 3 codes"):
+        format_mask_words((4,), toy)
+    assert MaskVocabulary.from_dict(toy.to_dict()) == toy
+    assert MaskVocabulary.from_dict(S.to_dict()) == S and S.min_codes == 2 and S.digits == 4
+    with pytest.raises(ValueError, match="unknown fields"):
+        MaskVocabulary.from_dict({**toy.to_dict(), "spelling": "x"})
 
 
 def test_code_token_validates_position_and_code():

@@ -40,13 +40,14 @@ def default_tokenizer_path() -> Path:
 
 
 def load_default(device: str | torch.device = "cpu", dtype: torch.dtype | None = None, name: str | None = None):
-    """A shipped :class:`~masktok.tokenizers.himtok.HiMTok` tokenizer.
+    """A shipped tokenizer (each a :class:`~masktok.tokenizers.himtok.HiMTok`), opened by
+    :func:`~masktok.tokenizers.load_tokenizer` like any other tokenizer folder.
 
     Args:
         device: where it runs.
         dtype: compute dtype (default: bf16 on CUDA, float32 elsewhere; the files store fp16).
         name: one of :data:`SHIPPED_TOKENIZERS` (default: :data:`DEFAULT_TOKENIZER`).
     """
-    from masktok.tokenizers.himtok import HiMTok
+    from masktok.tokenizers import load_tokenizer
 
-    return HiMTok.from_pretrained(shipped_tokenizer_path(name), device=device, dtype=dtype)
+    return load_tokenizer(shipped_tokenizer_path(name), device=device, dtype=dtype)

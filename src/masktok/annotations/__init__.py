@@ -8,7 +8,8 @@ bool), category, id, area, crowd flag and tight inclusive box. Malformed input r
 """
 
 from masktok.annotations.ade20k import read_ade20k_object_mask, read_ade20k_objects, read_ade20k_seg
-from masktok.annotations.coco import read_coco_categories, read_coco_instances, read_coco_panoptic
+from masktok.annotations.coco import (CocoInstancesIndex, read_coco_categories, read_coco_instances,
+                                      read_coco_panoptic)
 from masktok.annotations.instance_id_png import read_cityscapes_instance_png, read_mapillary_instance_png
 from masktok.annotations.labelme import IGNORE_LABEL, read_labelme
 from masktok.annotations.lvis import LVISDataset, read_lvis
@@ -17,6 +18,7 @@ from masktok.annotations.yolo import read_yolo_seg
 
 __all__ = [
     "AnnotationError",
+    "CocoInstancesIndex",
     "ImageAnnotations",
     "Instance",
     "IGNORE_LABEL",

@@ -23,7 +23,8 @@ from masktok.masks.png import read_panoptic_png
 from masktok.masks.polygons import polygons_to_rle
 from masktok.masks.rle import check_rle, mask_to_rle, rle_area
 
-__all__ = ["read_coco_instances", "read_coco_panoptic", "read_coco_categories"]
+__all__ = ["CocoInstancesIndex", "coco_instances_from_data", "read_coco_instances", "read_coco_panoptic",
+           "read_coco_categories"]
 
 
 def _top_level(path: Path, data: Any, keys: tuple[str, ...]) -> None:
@@ -91,6 +92,92 @@ def _segmentation_rle(seg: Any, height: int, width: int) -> dict:
                      f"{type(seg).__name__}")
 
 
+class CocoInstancesIndex:
+    """A COCO instance file (``instances_*.json``) read once; masks are made only for the
+    annotations asked for (a RefCOCO split refers to a fraction of COCO's instances).
+
+    ``data`` is the file already parsed (``path`` then only names it in errors).
+
+    Ids are checked when the file is read (unknown image or category, duplicate annotation id);
+    an annotation's segmentation, ``iscrowd`` and ``area`` when :meth:`instance` converts it.
+
+    Attributes:
+        path: the file.
+        images: image records by id (``file_name``, ``height``, ``width`` checked).
+        category_names: ``{category_id: name}``.
+        records: annotation records by id, in file order.
+    """
+
+    def __init__(self, path: str | Path, *, data: Any = None) -> None:
+        self.path = Path(path)
+        if data is None:
+            data = load_json(self.path)
+        _top_level(self.path, data, ("images", "annotations", "categories"))
+        self.images = _read_images(self.path, data)
+        self.category_names = _read_category_names(self.path, data)
+        self.records: dict[int, dict] = {}
+        self._where: dict[int, str] = {}
+        self._by_image: dict[int, list[int]] = {i: [] for i in self.images}
+        for i, rec in enumerate(data["annotations"]):
+            where = f"annotation #{i}" + (f" id={rec.get('id')}" if isinstance(rec, dict) else "")
+            try:
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+                ann_id = require_int(rec.get("id"), "id")
+                image_id = require_int(rec.get("image_id"), "image_id")
+                category_id = require_int(rec.get("category_id"), "category_id")
+                if image_id not in self.images:
+                    raise ValueError(f"image_id {image_id} is not in 'images'")
+                if category_id not in self.category_names:
+                    raise ValueError(f"category_id {category_id} is not in 'categories'")
+                if ann_id in self.records:
+                    raise ValueError("duplicate annotation id")
+            except ValueError as exc:
+                raise AnnotationError(self.path, where, str(exc)) from None
+            self.records[ann_id] = rec
+            self._where[ann_id] = where
+            self._by_image[image_id].append(ann_id)
+
+    def annotation_ids(self, image_id: int) -> list[int]:
+        """The annotation ids of image ``image_id``, in file order."""
+        return list(self._by_image[image_id])
+
+    def instance(self, ann_id: int) -> Instance:
+        """Annotation ``ann_id`` as an :class:`Instance` (its mask converted now).
+
+        Raises:
+            KeyError: no such annotation.
+            AnnotationError: polygons with < 3 points or outside the image, RLE whose size
+                disagrees with the image, no segmentation, a bad ``iscrowd`` or ``area``.
+        """
+        rec = self.records[ann_id]
+        try:
+            if "segmentation" not in rec:
+                raise ValueError("no 'segmentation'")
+            iscrowd = rec.get("iscrowd", 0)
+            if iscrowd not in (0, 1) or isinstance(iscrowd, float):
+                raise ValueError(f"iscrowd must be 0 or 1, got {iscrowd!r}")
+            img = self.images[rec["image_id"]]
+            rle = _segmentation_rle(rec["segmentation"], img["height"], img["width"])
+            area = rec.get("area")
+            if area is None:
+                area = float(rle_area(rle))
+            elif isinstance(area, bool) or not isinstance(area, (int, float)) or not \
+                    np.isfinite(area) or area < 0:
+                raise ValueError(f"area must be a non-negative number, got {area!r}")
+        except ValueError as exc:
+            raise AnnotationError(self.path, self._where[ann_id], str(exc)) from None
+        category_id = rec["category_id"]
+        return Instance(mask_rle=rle, category_id=category_id, id=ann_id, area=float(area),
+                        iscrowd=bool(iscrowd), box=rle_to_box(rle), category_name=self.category_names[category_id])
+
+    def image_annotations(self, image_id: int) -> ImageAnnotations:
+        """Image ``image_id`` with every one of its instances."""
+        rec = self.images[image_id]
+        return ImageAnnotations(image_id=image_id, file_name=rec["file_name"], height=rec["height"],
+                                width=rec["width"], instances=[self.instance(a) for a in self._by_image[image_id]])
+
+
 def read_coco_instances(path: str | Path) -> list[ImageAnnotations]:
     """COCO instance annotations (``instances_*.json``) → one :class:`ImageAnnotations` per image.
 
@@ -110,47 +197,8 @@ def read_coco_instances(path: str | Path) -> list[ImageAnnotations]:
 def coco_instances_from_data(path: Path, data: Any) -> list[ImageAnnotations]:
     """:func:`read_coco_instances` on an already parsed file (``path`` names it in errors);
     readers of COCO-style formats (LVIS) share it."""
-    _top_level(path, data, ("images", "annotations", "categories"))
-    images = _read_images(path, data)
-    names = _read_category_names(path, data)
-    per_image: dict[int, list[Instance]] = {i: [] for i in images}
-    seen_ids: set[int] = set()
-    for i, rec in enumerate(data["annotations"]):
-        where = f"annotation #{i}" + (f" id={rec.get('id')}" if isinstance(rec, dict) else "")
-        try:
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-            ann_id = require_int(rec.get("id"), "id")
-            image_id = require_int(rec.get("image_id"), "image_id")
-            category_id = require_int(rec.get("category_id"), "category_id")
-            if image_id not in images:
-                raise ValueError(f"image_id {image_id} is not in 'images'")
-            if category_id not in names:
-                raise ValueError(f"category_id {category_id} is not in 'categories'")
-            if ann_id in seen_ids:
-                raise ValueError("duplicate annotation id")
-            if "segmentation" not in rec:
-                raise ValueError("no 'segmentation'")
-            iscrowd = rec.get("iscrowd", 0)
-            if iscrowd not in (0, 1) or isinstance(iscrowd, float):
-                raise ValueError(f"iscrowd must be 0 or 1, got {iscrowd!r}")
-            img = images[image_id]
-            rle = _segmentation_rle(rec["segmentation"], img["height"], img["width"])
-            area = rec.get("area")
-            if area is None:
-                area = float(rle_area(rle))
-            elif isinstance(area, bool) or not isinstance(area, (int, float)) or not \
-                    np.isfinite(area) or area < 0:
-                raise ValueError(f"area must be a non-negative number, got {area!r}")
-        except ValueError as exc:
-            raise AnnotationError(path, where, str(exc)) from None
-        seen_ids.add(ann_id)
-        per_image[image_id].append(Instance(
-            mask_rle=rle, category_id=category_id, id=ann_id, area=float(area),
-            iscrowd=bool(iscrowd), box=rle_to_box(rle), category_name=names[category_id]))
-    return [ImageAnnotations(image_id=i, file_name=rec["file_name"], height=rec["height"],
-                             width=rec["width"], instances=per_image[i])
-            for i, rec in images.items()]
+    index = CocoInstancesIndex(path, data=data)
+    return [index.image_annotations(image_id) for image_id in index.images]
 
 
 def read_coco_panoptic(json_path: str | Path, png_dir: str | Path) -> list[ImageAnnotations]:

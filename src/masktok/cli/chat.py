@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+
+from masktok.cli.dataclass_options import DataclassOptions, with_options
+from masktok.mllm.generation_settings import GenerationSettings
+
+# The generation settings a command line can spell; a setting left out keeps the chat folder's own
+# (masktok_chat.json) or GenerationSettings' default.
+_SETTINGS = DataclassOptions(GenerationSettings, skip=frozenset({"logits_processors"}))
 
 
 def chat(
@@ -19,14 +27,16 @@ def chat(
     prompt: str = typer.Option(..., "--prompt", help="The question; '<mask>' marks where a --mask goes."),
     mask: list[Path] = typer.Option(None, "--mask", help="Mask PNG(s) of the image (repeatable)."),
     out: Path = typer.Option(Path("."), "--out", help="Folder for the overlay PNG and RLE JSON."),
-    max_new_tokens: int = typer.Option(512, help="Generation budget."),
-    constrained: bool = typer.Option(True, help="Grammar-constrained mask words."),
     refine: str = typer.Option(None, "--refine", help="Refine decoded masks with a SAM 2 refiner: 'sam2'."),
     refiner: Path = typer.Option(None, "--refiner", help="Refiner for --refine (default: the folder's refiner/)."),
     device: str = typer.Option("cpu", help="torch device, e.g. cuda."),
     stream: bool = typer.Option(False, help="Print the answer while it is generated."),
+    **settings: Any,
 ) -> None:
-    """Answer PROMPT about IMAGE; print the answer, write <image>_masks.png and _masks.json."""
+    """Answer PROMPT about IMAGE; print the answer, write <image>_masks.png and _masks.json.
+
+    Generation settings left out keep the chat folder's (masktok_chat.json), else
+    GenerationSettings' defaults (masktok.mllm.chat)."""
     import numpy as np
     from PIL import Image
 
@@ -57,8 +67,8 @@ def chat(
         masks = np.stack(read)
     session = MaskChat.from_pretrained(folder, device=device, mask_tokenizer=tokenizer, refine=refine,
                                        refiner=refiner)
-    overrides = dict(max_new_tokens=max_new_tokens, constrained=constrained)
-    if stream and session.settings.soft_decoding:
+    overrides = _SETTINGS.given(settings)
+    if stream and session.settings.replace(**overrides).soft_decoding:
         console.print("note: streaming decodes masks from their codes (the folder's soft decoding needs the "
                       "whole answer's logits)", style="yellow")
         overrides["soft_decoding"] = False
@@ -91,4 +101,4 @@ def chat(
                   f"{overlay_path}, {json_path}", style="green")
 
 
-app = chat
+app = with_options(chat, _SETTINGS)

@@ -9,7 +9,12 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from masktok.cli.tokenizer_option import DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_path
+from masktok.cli.dataclass_options import DataclassOptions, with_options
+from masktok.cli.tokenizer_option import (DEFAULT_TOKENIZER, TOKENIZER_HELP, check_device, tokenizer_id,
+                                          tokenizer_path)
+from masktok.data.sft import TASKS
+from masktok.data.sft.base import BuildConfig
+from masktok.data.tokenize.config import TokenizeConfig
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
@@ -49,7 +54,10 @@ def _source(kind: str, annotations: Optional[Path], images: Optional[Path],
                          split=split, tars=tuple(tars or ()), orphan_labels=orphan_labels)
 
 
-@app.command("tokenize-dataset")
+_TOKENIZE_OPTIONS = DataclassOptions(TokenizeConfig, skip=frozenset({"output_dir"}),
+                                     flags={"num_workers": "--workers", "include_crowd": "--crowd"})
+
+
 def tokenize_dataset_command(
     kind: str = typer.Argument(..., help=f"Dataset layout: {SOURCE_HELP}."),
     tokenizer: str = typer.Option(DEFAULT_TOKENIZER, help=TOKENIZER_HELP),
@@ -65,33 +73,20 @@ def tokenize_dataset_command(
     split: Optional[str] = typer.Option(None, help="refs: keep this split only."),
     tar: Optional[list[Path]] = typer.Option(None, help="sa1b-tar: a tar shard (repeat)."),
     orphan_labels: str = typer.Option("error", help="yolo label files without image: error | ignore."),
-    images_per_shard: int = typer.Option(1000, help="Images per Parquet file."),
-    images_per_batch: int = typer.Option(8, help="Images per image-encoder pass."),
-    images_per_call: int = typer.Option(32, help="Images per tokenizer call (tokenizers that do not stream: HiMTok); sets the loader's read-ahead."),
-    workers: int = typer.Option(4, help="DataLoader workers (image + mask decoding)."),
-    num_codes: Optional[int] = typer.Option(None, help="HiMTok: keep this many leading codes."),
-    crowd: bool = typer.Option(True, help="Tokenize COCO crowd regions too."),
-    skip_empty_masks: bool = typer.Option(False, help="Leave empty masks out (counted) instead of failing."),
-    skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted) instead of failing."),
     device: Optional[str] = typer.Option(None, help="Default: cuda:LOCAL_RANK when available, else cpu."),
     cuda_graphs: bool = typer.Option(True, help="SAMTok on CUDA: replay the image encoder as a CUDA graph."),
     compile: bool = typer.Option(False, help="SAMTok: torch.compile the image encoder and the mask side (fastest; ~1 % of codes differ from the eager path)."),
-    progress: bool = typer.Option(True, help="Progress bars."),
+    **settings: Any,
 ) -> None:
     """Encode every mask of a dataset into codes and words: one Parquet per shard, resumable.
 
-    Run as ``torchrun --nproc-per-node N $(which masktok) tokenize-dataset …`` to split the shards
-    over N processes (one GPU each).
+    The settings' defaults are TokenizeConfig's (masktok.data.tokenize.config). Run as
+    ``torchrun --nproc-per-node N $(which masktok) tokenize-dataset …`` to split the shards over
+    N processes (one GPU each).
     """
     import torch
 
-    from masktok.data.tokenize.pipeline import (
-        TokenizeConfig,
-        check_dependencies,
-        needs_image,
-        tokenize_dataset,
-        usage_table,
-    )
+    from masktok.data.tokenize.pipeline import check_dependencies, tokenize_dataset, usage_table
     from masktok.tokenizers import load_tokenizer
 
     check_dependencies()  # before any work
@@ -101,24 +96,19 @@ def tokenize_dataset_command(
     try:
         source = _source(kind, annotations, images, instances, panoptic_pngs, labels, names, split,
                          tar, orphan_labels)
-        config = TokenizeConfig(
-            output_dir=out, images_per_shard=images_per_shard, images_per_batch=images_per_batch,
-            images_per_call=images_per_call, num_workers=workers, num_codes=num_codes,
-            include_crowd=crowd, empty_masks="skip" if skip_empty_masks else "error",
-            missing_images="skip" if skip_missing_images else "error", progress=progress)
+        config = TokenizeConfig(output_dir=out, **_TOKENIZE_OPTIONS.given(settings))
         if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("gloo")
             started_group = True
         mask_tokenizer = load_tokenizer(tokenizer_folder, device=device_name,
                                         **({"compile": True} if compile else {}))
-        if source.images is None and needs_image(mask_tokenizer):
-            raise typer.BadParameter(f"the {mask_tokenizer.vocabulary.name} tokenizer reads the images; pass "
+        if source.images is None and mask_tokenizer.needs_image:
+            raise typer.BadParameter(f"the {mask_tokenizer.display_name} tokenizer reads the images; pass "
                                      "--images", param_hint="--images")
-        capture = getattr(mask_tokenizer, "capture_image_encoder", None)
-        if cuda_graphs and callable(capture) and device_name.startswith("cuda"):
-            capture([images_per_batch])
+        if cuda_graphs and mask_tokenizer.device.type == "cuda":
+            mask_tokenizer.capture_image_encoder([config.images_per_batch])
         report = tokenize_dataset(source, mask_tokenizer, config,
-                                  tokenizer_id=str(tokenizer_folder.resolve()))
+                                  tokenizer_id=tokenizer_id(tokenizer_folder))
     finally:
         if started_group:
             torch.distributed.destroy_process_group()
@@ -135,7 +125,8 @@ def tokenize_dataset_command(
         console.print(f"{out} is not complete yet (other ranks or an interrupted run)")
 
 
-TASKS = ("res", "gres", "gcg", "psg", "instance", "region_caption", "region_vqa", "multi_round", "himtok")
+app.command("tokenize-dataset")(with_options(tokenize_dataset_command, _TOKENIZE_OPTIONS))
+
 TASK_HELP = " | ".join(TASKS)
 OUTPUT_FORMATS = ("llava", "trl")
 
@@ -179,6 +170,8 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
         records = read_himtok_sft_jsonl(ann, images)
         return build_from_himtok_jsonl(records, words, config, task=task)
 
+    empty = config.empty_masks
+
     def refs() -> list:
         return sft.read_refs(_need(ann, "--annotations (refs)", task),
                              _need(o["instances"], "--instances", task),
@@ -192,11 +185,7 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
                                            o["labels"], o["names"], o["split"], None,
                                            o["orphan_labels"]))
 
-    if task == "res":
-        return sft.build_res(refs(), words, config)
-    if task == "gres":
-        return sft.build_gres(refs(), words, config)
-    if task == "gcg":
+    def gcg() -> Any:
         path = _need(ann, "--annotations", task)
         if o["captions"] is not None:
             from masktok.eval.datasets import read_glamm_gcg
@@ -207,31 +196,45 @@ def _build(task: str, words: Any, config: Any, o: dict[str, Any]) -> Any:
         else:
             items = read_grandf(path)
         return sft.build_gcg(items, _need(images, "--images", task), words, config, o["style"])
-    if task == "psg":
+
+    def psg() -> Any:
         from masktok.eval.scene_datasets import read_openpsg
         dataset = read_openpsg(_need(ann, "--annotations", task),
                                _need(o["panoptic_pngs"], "--panoptic-pngs", task), split=o["split"])
         return sft.build_psg(dataset, _need(images, "--images", task), words, config)
-    if task == "instance":
-        return sft.build_instance(instance_images(), words, config, negatives=o["negatives"])
-    if task == "multi_round":
-        return sft.build_multi_round(instance_images(), words, config, rounds=o["rounds"])
-    if task in ("region_caption", "region_vqa"):
+
+    def regions(build: Any) -> Any:
         path = _need(ann, "--annotations", task)
-        regions = (sft.read_region_jsonl(path, _need(images, "--images", task))
-                   if path.suffix == ".jsonl" else sft.regions_from_refs(refs()))
-        build = sft.build_region_caption if task == "region_caption" else sft.build_region_vqa
-        return build(regions, words, config)
-    if task == "himtok":
-        targets = (sft.targets_from_instances(instance_images()) if o["source"] != "refs"
-                   else sft.targets_from_refs(refs()))
+        items = (sft.read_region_jsonl(path, _need(images, "--images", task))
+                 if path.suffix == ".jsonl" else sft.regions_from_refs(refs(), empty))
+        return build(items, words, config)
+
+    def himtok_formats() -> Any:
+        targets = (sft.targets_from_instances(instance_images(), empty) if o["source"] != "refs"
+                   else sft.targets_from_refs(refs(), empty))
         from masktok.data.sft.himtok_formats import FORMATS
         formats = tuple(o["himtok_formats"].split(",")) if o["himtok_formats"] else FORMATS
         return sft.build_himtok(targets, words, config, formats=formats)
-    raise ValueError(f"task: expected one of {TASK_HELP.replace(' | ', ', ')}, got {task!r}")
+
+    builders = {
+        "res": lambda: sft.build_res(refs(), words, config),
+        "gres": lambda: sft.build_gres(refs(), words, config),
+        "gcg": gcg,
+        "psg": psg,
+        "instance": lambda: sft.build_instance(instance_images(), words, config, negatives=o["negatives"]),
+        "multi_round": lambda: sft.build_multi_round(instance_images(), words, config, rounds=o["rounds"]),
+        "region_caption": lambda: regions(sft.build_region_caption),
+        "region_vqa": lambda: regions(sft.build_region_vqa),
+        "himtok": himtok_formats,
+    }
+    if task not in builders:
+        raise ValueError(f"task: expected one of {TASK_HELP.replace(' | ', ', ')}, got {task!r}")
+    return builders[task]()
 
 
-@app.command("build-sft")
+_BUILD_OPTIONS = DataclassOptions(BuildConfig, skip=frozenset({"zoom", "crops_dir"}))
+
+
 def build_sft_command(
     task: str = typer.Argument(..., help=TASK_HELP),
     out: Path = typer.Option(..., help="Output folder."),
@@ -253,18 +256,20 @@ def build_sft_command(
     negatives: int = typer.Option(1, help="instance: absent categories listed per sample."),
     rounds: int = typer.Option(3, help="multi_round: turns per conversation."),
     himtok_formats: Optional[str] = typer.Option(None, help="himtok: comma-separated formats (default all)."),
-    seed: int = typer.Option(0, help="Seed of every random choice."),
     zoom: bool = typer.Option(True, help="Zoom-in crops for small regions (region tasks)."),
-    skip_missing_images: bool = typer.Option(False, help="Leave missing images out (counted)."),
-    max_samples: Optional[int] = typer.Option(None, help="Stop after this many samples."),
     formats: str = typer.Option("llava,trl", help="Output formats: llava, trl."),
     render: int = typer.Option(4, help="Sample conversations rendered with overlays."),
     relative_to: Optional[Path] = typer.Option(None, help="Write image paths relative to this folder."),
     text_tokenizer: Optional[Path] = typer.Option(None, help="HF tokenizer for token lengths in the card."),
     device: Optional[str] = typer.Option(None, help="Tokenizer device (default cuda when available)."),
+    **settings: Any,
 ) -> None:
-    """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders."""
+    """Build one task's SFT conversations (LLaVA JSON + TRL JSONL), its data card and renders.
+
+    The builders' settings (seed, missing images, empty masks, sample cap) default to
+    BuildConfig's (masktok.data.sft.base)."""
     from masktok.output_lock import OutputLock
+    from masktok.masks.zoom import ZoomConfig
 
     if task not in TASKS:
         raise typer.BadParameter(f"expected one of {', '.join(TASKS)}, got {task!r}", param_hint="TASK")
@@ -280,10 +285,11 @@ def build_sft_command(
         from masktok.data.tokenize.pipeline import check_dependencies
 
         check_dependencies()  # reading Parquet needs pyarrow
+    config = BuildConfig(zoom=ZoomConfig() if zoom else None, crops_dir=out / "crops",
+                         **_BUILD_OPTIONS.given(settings))
     with OutputLock(out, command=f"masktok build-sft {task}"):
-        written = _build_and_write(task, tokenizer, parquet, device, out, seed, zoom, max_samples,
-                                   skip_missing_images, output_formats, render, relative_to,
-                                   text_tokenizer, dict(
+        written = _build_and_write(task, tokenizer, parquet, device, out, config, output_formats, render,
+                                   relative_to, text_tokenizer, dict(
                                        annotations=annotations, images=images, instances=instances,
                                        captions=captions, source=source, panoptic_pngs=panoptic_pngs,
                                        labels=labels, names=names, orphan_labels=orphan_labels,
@@ -296,25 +302,23 @@ def build_sft_command(
 
 
 def _build_and_write(task: str, tokenizer: Optional[str], parquet: Optional[Path], device: Optional[str],
-                     out: Path, seed: int, zoom: bool, max_samples: Optional[int], skip_missing_images: bool,
-                     output_formats: tuple[str, ...], render: int, relative_to: Optional[Path],
-                     text_tokenizer: Optional[Path], options: dict[str, Any]) -> Any:
-    from masktok.data.sft import BuildConfig, write_build
+                     out: Path, config: Any, output_formats: tuple[str, ...], render: int,
+                     relative_to: Optional[Path], text_tokenizer: Optional[Path], options: dict[str, Any]) -> Any:
+    from masktok.data.sft import write_build
     from masktok.data.sft.card import hf_token_counter
-    from masktok.masks.zoom import ZoomConfig
 
     words = _words(tokenizer, parquet, device)
-    config = BuildConfig(seed=seed, zoom=ZoomConfig() if zoom else None,
-                         crops_dir=out / "crops", max_samples=max_samples,
-                         missing_images="skip" if skip_missing_images else "error")
     result = _build(task, words, config, options)
     counter = None
     if text_tokenizer is not None:
         from transformers import AutoTokenizer
         counter = hf_token_counter(AutoTokenizer.from_pretrained(text_tokenizer),
                                    words.vocabulary)
-    return write_build(result, words.vocabulary, out, formats=output_formats, render=render, seed=seed,
+    return write_build(result, words.vocabulary, out, formats=output_formats, render=render, seed=config.seed,
                        relative_to=relative_to, count_tokens=counter, console=console)
+
+
+app.command("build-sft")(with_options(build_sft_command, _BUILD_OPTIONS))
 
 
 @app.command("convert-sft-masks")

@@ -32,6 +32,9 @@ from masktok.cli.tokenizer_option import (
 
 app = typer.Typer(no_args_is_help=True)
 
+_EMPTY_MASKS_HELP = ("Masks with no foreground pixel: error (default) | skip (left out) | keep (an entry with "
+                     "null codes and words).")
+
 
 def _segmentation_to_mask(item: Any, size: Optional[tuple[int, int]], where: str):
     from masktok.masks import polygons_to_mask, rle_to_mask
@@ -109,10 +112,8 @@ def _load_image(image: Optional[Path]):
 
 
 def _check_image_needed(tok: Any, rgb: Any) -> None:
-    from masktok.data.tokenize.pipeline import needs_image
-
-    if rgb is None and needs_image(tok):
-        raise typer.BadParameter(f"this {tok.vocabulary.name} tokenizer reads the image; pass --image",
+    if rgb is None and tok.needs_image:
+        raise typer.BadParameter(f"this {tok.display_name} tokenizer reads the image; pass --image",
                                  param_hint="--image")
 
 
@@ -146,27 +147,31 @@ def encode(
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="The image the masks belong to (SAMTok needs it)."),
     masks: list[Path] = typer.Option(..., "--masks", "-m", help="Masks: JSON (RLE / polygons) or binary PNG; repeatable."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
+    empty_masks: str = typer.Option("error", "--empty-masks", help=_EMPTY_MASKS_HELP),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ) -> None:
     """Tokenize masks into mask words; prints JSON with each mask's codes and words."""
+    from masktok.tokenizers import ABSENT_CODE, check_empty_masks
     from masktok.words import format_mask_words
 
     check_device(device)
     parse_dtype(dtype)
+    check_empty_masks(empty_masks, "--empty-masks")
     rgb = _load_image(image)
     size = rgb.shape[:2] if rgb is not None else None
     stack = read_masks(list(masks), size)
     tok = open_tokenizer(tokenizer, device=device, dtype=dtype)
     _check_image_needed(tok, rgb)
-    if stack.shape[0] == 0:  # nothing to encode: an empty list, not a tokenizer call
-        codes, words = [], []
-    else:
-        codes = tok.encode(rgb, stack).tolist()
-        words = [format_mask_words(row, tok.vocabulary) for row in codes]
-    entries = [{"index": i, "codes": [int(c) for c in row], "words": w} for i, (row, w) in enumerate(zip(codes, words))]
+    present = stack.any(axis=(1, 2))
+    codes = tok.encode(rgb, stack, empty_masks=empty_masks)  # zero masks: (0, L) codes
+    indices = [i for i in range(len(stack)) if present[i] or empty_masks != "skip"]
+    rows = [None if bool((row == ABSENT_CODE).all()) else [int(c) for c in row] for row in codes]
+    words = [None if row is None else format_mask_words(row, tok.vocabulary) for row in rows]
+    entries = [{"index": i, "codes": row, "words": w} for i, row, w in zip(indices, rows, words)]
     _emit({"tokenizer": str(tokenizer), "image": str(image) if image else None,
-           "size": [int(s) for s in stack.shape[1:]], "masks": entries, "text": "".join(words)}, output)
+           "size": [int(s) for s in stack.shape[1:]], "masks": entries,
+           "text": "".join(w for w in words if w is not None)}, output)
 
 
 @app.command("decode")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
+
+from masktok.cli.tokenizer_option import CODEBOOK_HELP, MAX_CODES_HELP, vocabulary_option
 
 app = typer.Typer(help="Prepare vision-language models for mask words.", no_args_is_help=True)
 
@@ -14,11 +17,12 @@ app = typer.Typer(help="Prepare vision-language models for mask words.", no_args
 def add_vocab(
     base: Path = typer.Argument(..., help="Hugging Face model folder (model + processor/tokenizer)."),
     out: Path = typer.Argument(..., help="Folder to write the extended model and processor to."),
-    vocab: str = typer.Option("samtok", help="Mask vocabulary: samtok (514 tokens) or himtok (1026)."),
+    vocab: str = typer.Option("samtok", help="Mask vocabulary: samtok (514 tokens), himtok (1026), default (the "
+                                             "shipped tokenizer's) or a tokenizer folder or file (its vocabulary)."),
     init: str = typer.Option("samtok", help="New rows: samtok (mean + 0.02·std·noise) or mean."),
     seed: int = typer.Option(0, help="Seed of the initialisation noise."),
-    himtok_codebook: int = typer.Option(1024, help="HiMTok codebook size."),
-    himtok_max_codes: int = typer.Option(32, help="HiMTok codes per mask."),
+    codebook_size: Optional[int] = typer.Option(None, help=CODEBOOK_HELP),
+    max_codes: Optional[int] = typer.Option(None, help=MAX_CODES_HELP),
 ) -> None:
     """Add the mask words to BASE (tokenizer + embeddings) and save the result to OUT."""
     from transformers import (AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor,
@@ -26,14 +30,8 @@ def add_vocab(
 
     from masktok.errors import MissingDependencyError
     from masktok.mllm.vocabulary import add_mask_vocabulary
-    from masktok.words import himtok_vocabulary, samtok_vocabulary
 
-    if vocab == "samtok":
-        vocabulary = samtok_vocabulary()
-    elif vocab == "himtok":
-        vocabulary = himtok_vocabulary(codebook_size=himtok_codebook, max_codes=himtok_max_codes)
-    else:
-        raise typer.BadParameter(f"expected samtok or himtok, got {vocab!r}", param_hint="--vocab")
+    vocabulary = vocabulary_option(vocab, codebook_size, max_codes, option="--vocab")
     if not (base / "config.json").is_file():
         raise typer.BadParameter(f"{base} has no config.json", param_hint="BASE")
     console = Console()

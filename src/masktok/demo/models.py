@@ -33,24 +33,25 @@ class DemoModels:
                              f"demo tokenizer's ({self.tokenizer.vocabulary.name})")
 
 
-def tokenizer_image(tokenizer: Any, image: Any) -> Any:
-    """What ``tokenizer`` takes as the image: its reusable embedding when it makes one (SAMTok's
-    ``embed_image``, so several encode/decode calls share one image-encoder pass), else ``image``."""
-    embed = getattr(tokenizer, "embed_image", None)
-    return embed(image) if embed is not None else image
+def family_name(vocab: Any) -> str:
+    """The display name of the tokenizer family whose words ``vocab`` spells ("SAMTok"), or the
+    vocabulary's own name for a family that is not registered."""
+    from masktok.tokenizers import tokenizer_families
+
+    family = tokenizer_families().get(vocab.name)
+    return family.load_class().display_name if family is not None else vocab.name
 
 
 def describe_tokenizer(tokenizer: Any) -> str:
-    """One line naming the tokenizer family and its words, e.g. "HiMTok · up to 32 codes per mask
-    (codebook 1024)"."""
+    """One line naming the tokenizer family and its words, e.g. "HiMTok · up to 32 codes per mask,
+    coarse to fine (codebook 1024)"."""
     vocab = tokenizer.vocabulary
-    if vocab.name == "himtok":
-        return (f"HiMTok · up to {vocab.max_codes} codes per mask, coarse to fine "
-                f"(codebook {vocab.codebook_size})")
-    if vocab.name == "samtok":
-        return (f"SAMTok · {vocab.max_codes} codes per mask ({vocab.num_levels} residual levels, "
-                f"codebook {vocab.codebook_size})")
-    return f"{vocab.name} · up to {vocab.max_codes} codes per mask"
+    if vocab.prefixes_are_words:
+        count = f"up to {vocab.max_codes} codes per mask, coarse to fine"
+    else:
+        count = f"{vocab.max_codes} codes per mask"
+    levels = f"{vocab.num_levels} residual levels, " if vocab.num_levels > 1 else ""
+    return f"{tokenizer.display_name} · {count} ({levels}codebook {vocab.codebook_size})"
 
 
 def load_default_tokenizer(device: str = "cpu") -> Any:

@@ -103,8 +103,7 @@ class SampleCatalog:
         """A model-style answer naming each mask of image ``value`` with its words."""
         index = self._index(value)
         image, masks, _ = self.samples[index]
-        embed = getattr(tokenizer, "embed_image", None)
-        words = tokenizer.encode_words(embed(image) if embed is not None else image, masks)
+        words = tokenizer.encode_words(tokenizer.embed_image(image), masks)
         names = self.categories(index)
         parts = [f"the {names[j] if j < len(names) else 'object'} {w}" for j, w in enumerate(words)]
         return "I can see " + ", ".join(parts) + "."

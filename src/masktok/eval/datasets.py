@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masktok.annotations.records import load_json, read_jsonl
-from masktok.annotations.refcoco import load_refs
+from masktok.annotations.records import read_jsonl
+from masktok.annotations import CocoInstancesIndex
+from masktok.annotations.refcoco import load_refs, parse_ref_sentences
 from masktok.eval.gcg import GCGSample
 from masktok.masks.iou import coco_rle, coco_rle_groups
-from masktok.masks import polygons_to_rle
 
 
 @dataclass
@@ -60,70 +60,24 @@ class ReferringSample:
             raise ValueError(f"sample {self.sample_id}: marked no-target but has {len(self.masks)} masks")
 
 
-class _CocoIndex:
-    """A COCO instances file, loaded once; masks are converted only for the annotations asked for
-    (a RefCOCO split refers to a fraction of COCO's instances)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        data = load_json(self.path)
-        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-            raise ValueError(f"{self.path}: not a COCO instances file (needs images and annotations)")
-        self.images = {img["id"]: img for img in data["images"]}
-        self.anns = {ann["id"]: ann for ann in data["annotations"]}
-        self.categories = {c["id"]: c.get("name", "") for c in data.get("categories", [])}
-
-    def mask(self, ann_id: Any) -> dict:
-        ann = self.anns[ann_id]
-        img = self.images[ann["image_id"]]
-        seg = ann.get("segmentation")
-        where = f"{self.path}: annotation {ann_id}"
-        if isinstance(seg, list):
-            return polygons_to_rle(seg, img["height"], img["width"], name=where)
-        if isinstance(seg, dict):
-            return coco_rle(seg, where)
-        raise ValueError(f"{where}: segmentation must be polygons or RLE")
-
-
 def _ref_samples(path: Path, refs: list[dict], instances_path: str | Path, split: str | None,
                  generalized: bool) -> list[ReferringSample]:
-    coco = _CocoIndex(instances_path)
+    coco = CocoInstancesIndex(instances_path)
+    image_of = {ann_id: rec["image_id"] for ann_id, rec in coco.records.items()}
     out: list[ReferringSample] = []
-    for k, ref in enumerate(refs):
-        where = f"{path}: ref #{k} (ref_id={ref.get('ref_id')})"
-        if split is not None and ref.get("split") != split:
-            continue
-        for key in ("image_id", "sentences", "ann_id"):
-            if key not in ref:
-                raise ValueError(f"{where}: no {key!r}")
-        if ref["image_id"] not in coco.images:
-            raise ValueError(f"{where}: image_id {ref['image_id']} is not in {instances_path}")
-        img = coco.images[ref["image_id"]]
-        ann_ids = ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]]
-        no_target = bool(ref.get("no_target", False)) if generalized else False
-        if no_target or ann_ids == [-1]:
-            ann_ids, no_target = [], True
+    for sent in parse_ref_sentences(refs, path, image_of, coco.images, split, generalized):
+        img = coco.images[sent.image_id]
         masks, boxes = [], []
-        for ann_id in ann_ids:
-            if ann_id not in coco.anns:
-                raise ValueError(f"{where}: ann_id {ann_id} is not in {instances_path}")
-            ann = coco.anns[ann_id]
-            if ann["image_id"] != img["id"]:
-                raise ValueError(f"{where}: ann_id {ann_id} belongs to image {ann['image_id']}")
-            masks.append(coco.mask(ann_id))
-            if "bbox" not in ann or len(ann["bbox"]) != 4:
-                raise ValueError(f"{where}: ann_id {ann_id} has no COCO bbox")
-            boxes.append([float(v) for v in ann["bbox"]])
-        for sent in ref["sentences"]:
-            text = sent.get("sent", sent.get("raw"))
-            if not isinstance(text, str) or "sent_id" not in sent:
-                raise ValueError(f"{where}: each sentence needs 'sent_id' and 'sent'")
-            out.append(ReferringSample(
-                sample_id=str(sent["sent_id"]), image_id=img["id"], file_name=img.get("file_name"),
-                height=int(img["height"]), width=int(img["width"]), sentence=text, masks=list(masks),
-                boxes=[list(b) for b in boxes], no_target=no_target))
-    if not out:
-        raise ValueError(f"{path}: no sentences" + (f" in split {split!r}" if split else ""))
+        for ann_id in sent.ann_ids:
+            bbox = coco.records[ann_id].get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise ValueError(f"{path}: sentence {sent.key}: ann_id {ann_id} has no COCO bbox")
+            masks.append(coco.instance(ann_id).mask_rle)
+            boxes.append([float(v) for v in bbox])
+        out.append(ReferringSample(
+            sample_id=sent.key, image_id=img["id"], file_name=img.get("file_name"),
+            height=int(img["height"]), width=int(img["width"]), sentence=sent.sentence, masks=masks,
+            boxes=boxes, no_target=sent.no_target))
     ids = [s.sample_id for s in out]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: sentence ids are not unique")
@@ -146,18 +100,17 @@ def read_grefcoco(grefs_path: str | Path, instances_path: str | Path,
 def read_coco_referring(instances_path: str | Path, include_crowd: bool = False) -> list[ReferringSample]:
     """COCO instances → one sample per instance (id = annotation id, expression = category name,
     box = the annotation's ``bbox``), in file order; crowd regions only on request."""
-    coco = _CocoIndex(instances_path)
+    coco = CocoInstancesIndex(instances_path)
     out = []
-    for ann_id, ann in coco.anns.items():
+    for ann_id, ann in coco.records.items():
         if ann.get("iscrowd", 0) and not include_crowd:
             continue
-        img = coco.images.get(ann["image_id"])
-        if img is None:
-            raise ValueError(f"{instances_path}: annotation {ann_id} refers to unknown image {ann['image_id']}")
+        img = coco.images[ann["image_id"]]
+        inst = coco.instance(ann_id)
         out.append(ReferringSample(
             sample_id=str(ann_id), image_id=img["id"], file_name=img.get("file_name"),
             height=int(img["height"]), width=int(img["width"]),
-            sentence=coco.categories.get(ann.get("category_id"), ""), masks=[coco.mask(ann_id)],
+            sentence=inst.category_name or "", masks=[inst.mask_rle],
             boxes=[[float(v) for v in ann["bbox"]]] if "bbox" in ann else []))
     return out
 

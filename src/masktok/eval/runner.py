@@ -10,7 +10,6 @@ reconstruction, mask perception) are in :mod:`masktok.eval.scene_runner`.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
     import torch
 
 BATCH = 512
-TOKENIZER_CLASSES = {"himtok": "masktok.tokenizers.himtok:HiMTok",
-                     "samtok": "masktok.tokenizers.samtok:SAMTok"}
 
 
 @dataclass
@@ -51,37 +48,23 @@ class RunResult:
 
 
 def load_tokenizer(path: str | Path, kind: str | None = None, device: str = "cpu") -> Any:
-    """A mask tokenizer from ``path`` through ``Class.from_pretrained``.
+    """A mask tokenizer from ``path`` (a file, a folder or a hub id) through ``Class.from_pretrained``.
 
-    ``kind`` is ``"himtok"``, ``"samtok"`` or any ``"package.module:Class"`` following the
-    ``MaskTokenizer`` protocol; ``None`` reads it from the folder: ``config.json``'s
-    ``tokenizer_type``, else ``himtok.pth`` → himtok, ``mask_tokenizer_256x2.pth`` → samtok.
+    ``kind`` is a registered family (``"himtok"``, ``"samtok"``, see
+    :func:`masktok.tokenizers.register_tokenizer_family`) or any ``"package.module:Class"``
+    following the ``MaskTokenizer`` protocol; ``None`` lets the registry tell from the files.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"tokenizer path not found: {path}")
+    from masktok.tokenizers import load_tokenizer as open_tokenizer, tokenizer_class
+
     if kind is None:
-        names = {p.name for p in path.iterdir()} if path.is_dir() else {path.name}
-        config = path / "config.json"
-        declared = json.loads(config.read_text()).get("tokenizer_type") if config.is_file() else None
-        if declared in TOKENIZER_CLASSES:
-            kind = declared
-        elif "himtok.pth" in names:
-            kind = "himtok"
-        elif "mask_tokenizer_256x2.pth" in names:
-            kind = "samtok"
-        else:
-            raise ValueError(f"cannot tell which tokenizer {path} holds; pass a kind "
-                             f"({', '.join(TOKENIZER_CLASSES)} or package.module:Class)")
-    target = TOKENIZER_CLASSES.get(kind, kind)
-    module_name, sep, class_name = target.partition(":")
-    if not sep:
-        raise ValueError(f"tokenizer kind must be {list(TOKENIZER_CLASSES)} or "
-                         f"'package.module:Class', got {kind!r}")
+        return open_tokenizer(path, device=device)
+    if ":" not in kind:
+        return tokenizer_class(kind).from_pretrained(path, device=device)
+    module_name, _, class_name = kind.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import tokenizer class {target}: {exc}") from None
+        raise ValueError(f"cannot import tokenizer class {kind}: {exc}") from None
     return cls.from_pretrained(path, device=device)
 
 

@@ -5,18 +5,31 @@ Needs the ``[mllm]`` extra (torchvision for the Qwen image processors); ``import
 imports this package.
 """
 
-from masktok.mllm.chat import GenerationSettings, MaskChat
-from masktok.mllm.constrained import MaskGrammarLogitsProcessor, span_length_range
-from masktok.mllm.conversation import Conversation
-from masktok.mllm.grounding import GroundedPhrase, SceneGraphRelation
-from masktok.mllm.results import ChatResult, MaskPrediction
-from masktok.mllm.streaming import AnswerDone, MaskReady, TextChunk
-from masktok.mllm.vocabulary import VocabularySurgery, add_mask_vocabulary, mask_token_ids
-from masktok.masks.zoom import ZoomConfig, ZoomCrop, zoom_in
+from __future__ import annotations
 
-__all__ = [
-    "AnswerDone", "ChatResult", "Conversation", "GenerationSettings", "GroundedPhrase",
-    "MaskChat", "MaskGrammarLogitsProcessor", "MaskPrediction", "MaskReady", "SceneGraphRelation",
-    "TextChunk", "VocabularySurgery", "ZoomConfig", "ZoomCrop", "add_mask_vocabulary",
-    "mask_token_ids", "span_length_range", "zoom_in",
-]
+from typing import Any
+
+# name → module under masktok.mllm; imported on first use, so the settings (which the command
+# line reads) load without the VLM stack.
+_LAZY = {
+    "GenerationSettings": "generation_settings", "MaskChat": "chat",
+    "MaskGrammarLogitsProcessor": "constrained", "span_length_range": "constrained",
+    "Conversation": "conversation",
+    "GroundedPhrase": "grounding", "SceneGraphRelation": "grounding",
+    "ChatResult": "results", "MaskPrediction": "results",
+    "AnswerDone": "streaming", "MaskReady": "streaming", "TextChunk": "streaming",
+    "VocabularySurgery": "vocabulary", "add_mask_vocabulary": "vocabulary", "mask_token_ids": "vocabulary",
+}
+_ZOOM = ("ZoomConfig", "ZoomCrop", "zoom_in")  # masktok.masks.zoom, offered here too
+
+__all__ = sorted([*_LAZY, *_ZOOM])
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"masktok.mllm.{_LAZY[name]}"), name)
+    if name in _ZOOM:
+        return getattr(importlib.import_module("masktok.masks.zoom"), name)
+    raise AttributeError(f"module 'masktok.mllm' has no attribute {name!r}")

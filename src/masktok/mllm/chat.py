@@ -13,18 +13,17 @@ leniently, reported through their status and never raise.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from masktok.mllm.answer import AnswerLayout, layout_answer, trim_generated
 from masktok.mllm.constrained import MaskGrammarLogitsProcessor
+from masktok.mllm.generation_settings import GenerationSettings  # noqa: F401  (re-exported)
 from masktok.mllm.conversation import Conversation, add_user_turn
 from masktok.mllm.results import ChatResult, build_chat_result
 from masktok.mllm.span_masks import decode_span_masks, should_decode
@@ -38,53 +37,6 @@ from masktok.words import MaskSpan
 REFINER_DIR = "refiner"  # a chat folder's SAM 2 refiner (masktok format), used with refine="sam2"
 # Processors whose model flattens (images, tiles) before its vision tower (see _ragged_tile_inputs).
 TILE_FLATTENING_PROCESSORS = ("PerceptionLMProcessor",)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How answers are generated and decoded.
-
-    Attributes:
-        max_new_tokens: generation budget per answer.
-        do_sample, temperature, top_p: sampling (greedy by default).
-        constrained: apply the mask-word grammar while generating.
-        num_codes: exact number of codes per span (HiMTok's fixed token-length prompts).
-        lenient: repair what the parser can (always reported); False raises ``MaskWordsError``
-            on a malformed span.
-        decode_repaired: also decode spans the lenient parser repaired (status not ``ok``).
-        threshold: mask threshold handed to the tokenizer (None: its default).
-        logits_processors: extra ``LogitsProcessor``s, applied before the grammar.
-        soft_decoding: decode each span from the model's code probabilities (softmax(2 · logits)
-            over the code ids, HiMTok's LMM path) instead of its sampled codes; needs a tokenizer
-            with ``decode_soft``. Official InternVL-HiMTok folders turn it on.
-        soft_renormalize: with ``soft_decoding``, L2-normalise the probability-weighted code
-            vector (True: a one-hot distribution decodes exactly like its hard code; False: the
-            official LMM's raw mixture); None: the tokenizer's default (its config's
-            ``soft_renormalize``, False for the official HiMTok).
-        partial_codes: how a SAMTok word with a level left out decodes (``"level0_only"``, the
-            default, or ``"reference"``: the official code's row 0 for the missing level); None:
-            the tokenizer's default.
-    """
-
-    max_new_tokens: int = 512
-    do_sample: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    constrained: bool = True
-    num_codes: int | None = None
-    lenient: bool = True
-    decode_repaired: bool = True
-    threshold: float | None = None
-    logits_processors: tuple[LogitsProcessor, ...] = ()
-    soft_decoding: bool = False
-    soft_renormalize: bool | None = None
-    partial_codes: str | None = None
-
-    def replace(self, **overrides: Any) -> "GenerationSettings":
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"settings: unknown generation settings {unknown}")
-        return dataclasses.replace(self, **overrides)
 
 
 def history_text(layout: AnswerLayout) -> str:
@@ -307,8 +259,8 @@ class MaskChat:
                 for i, (c, ids) in enumerate(zip(conversations, generated))]
 
     def _check_soft_decoding(self) -> None:
-        if not hasattr(getattr(self.mask_tokenizer, "base", self.mask_tokenizer), "decode_soft"):
-            raise ValueError(f"settings.soft_decoding: {type(self.mask_tokenizer).__name__} has no soft decoding "
+        if not self.mask_tokenizer.soft_decoding:
+            raise ValueError(f"settings.soft_decoding: {self.mask_tokenizer.display_name} has no soft decoding "
                              "(HiMTok has); turn it off")
 
     def stream(self, conversation: Conversation, **overrides: Any) -> Iterator[Any]:
@@ -379,10 +331,9 @@ class MaskChat:
             positions = torch.arange(span.start + 1, span.start + 1 + len(span.codes))
             logits = step_logits[positions.to(step_logits.device)][:, code_ids]
             probs = self.mask_tokenizer.code_probs_from_logits(logits)[None]
-            refined = isinstance(self.mask_tokenizer, RefinedTokenizer)
-            mask = self.mask_tokenizer.decode_soft(probs, size=conversation.size, threshold=settings.threshold,
-                                                   renormalize=settings.soft_renormalize,
-                                                   **({"image": conversation.image} if refined else {}))
+            mask = self.mask_tokenizer.decode_soft(probs, image=conversation.image, size=conversation.size,
+                                                   threshold=settings.threshold,
+                                                   renormalize=settings.soft_renormalize)
             out[i] = mask[0].detach().to("cpu").numpy().astype(bool)
         return out
 

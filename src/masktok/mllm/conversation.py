@@ -60,14 +60,11 @@ class Conversation:
         return bool(self.messages) and self.messages[-1]["role"] == "user"
 
     def tokenizer_image(self, mask_tokenizer: Any) -> Any:
-        """The image as ``mask_tokenizer`` takes it: its reusable embedding when it can make one
-        (``embed_image``), computed on first use; else the PIL image itself."""
-        embed = getattr(mask_tokenizer, "embed_image", None)
-        if embed is None:
-            return self.image
+        """The image as ``mask_tokenizer`` takes it (its ``embed_image``: SAMTok's reusable
+        embedding, the image itself for image-free tokenizers), computed on first use."""
         key = id(mask_tokenizer)
         if key not in self.tokenizer_inputs:
-            self.tokenizer_inputs[key] = embed(self.image)
+            self.tokenizer_inputs[key] = mask_tokenizer.embed_image(self.image)
         return self.tokenizer_inputs[key]
 
     def add_answer(self, text: str) -> None:

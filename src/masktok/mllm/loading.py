@@ -27,28 +27,24 @@ from typing import Any
 
 import torch
 
+from masktok.json_files import read_json_object
 from masktok.mllm.vocabulary import mask_token_ids, text_tokenizer
+from masktok.tokenizers.registry import CHAT_MANIFEST, CHAT_TOKENIZER_DIR
 
-MANIFEST_NAME = "masktok_chat.json"
-MASK_TOKENIZER_DIR = "mask_tokenizer"
-SAMTOK_OFFICIAL_NAME = "mask_tokenizer_256x2.pth"
-SAMTOK_OFFICIAL_GLOB = "mask_tokenizer*.pth"
-SAM2_OFFICIAL_NAME = "sam2.1_hiera_large.pt"
-SAM2_OFFICIAL_GLOB = "sam2*.pt"
-HIMTOK_OFFICIAL_NAME = "himtok.pth"
+MANIFEST_NAME = CHAT_MANIFEST
+MASK_TOKENIZER_DIR = CHAT_TOKENIZER_DIR
+MASKTOK = "masktok"  # the kind of a masktok tokenizer folder (its config.json names the family)
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-# Official files of other sizes than the published models: their config beside them (masktok's
-# config dict), since head counts and window sizes cannot be read off tensor shapes.
-SIDECAR_CONFIGS = {"samtok": "samtok_config.json", "himtok": "himtok_config.json", "internvl": "himtok_config.json"}
 PAIR_HINT = "pass mask_tokenizer=PATH (CLI: --tokenizer PATH)"
 
 
 @dataclass(frozen=True)
 class TokenizerLocation:
     """Where a chat folder's mask tokenizer is: ``kind`` is ``"masktok"`` (a masktok tokenizer
-    folder), ``"samtok"`` (an official SAMTok file), ``"himtok"`` (an official ``himtok.pth``) or
-    ``"internvl"`` (HiMTok inside official InternVL weight shards; ``path`` is the folder)."""
+    folder) or the registered family of an official tokenizer (``"samtok"``: a
+    ``mask_tokenizer*.pth``; ``"himtok"``: a ``himtok.pth``, or ``path`` is the folder itself when
+    its weight shards hold HiMTok, as in official InternVL2.5-HiMTok)."""
 
     kind: str
     path: Path
@@ -56,20 +52,13 @@ class TokenizerLocation:
 
 def _manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path) if path.is_file() else None
 
 
 def tokenizer_candidates(path: str | Path) -> list[TokenizerLocation]:
-    """Every mask tokenizer a chat folder holds (several: the caller must choose)."""
-    from masktok.mllm.internvl import is_official_internvl
+    """Every mask tokenizer a chat folder holds (several: the caller must choose): a masktok
+    tokenizer folder, and every official tokenizer a registered family recognises."""
+    from masktok.tokenizers.registry import official_tokenizers
 
     folder = Path(path)
     found: list[TokenizerLocation] = []
@@ -79,14 +68,10 @@ def tokenizer_candidates(path: str | Path) -> list[TokenizerLocation]:
         if not sub.is_dir():
             raise ValueError(f"{folder / MANIFEST_NAME}: names mask tokenizer folder {sub.name}/, which is missing; "
                              f"restore it or {PAIR_HINT}")
-        found.append(TokenizerLocation("masktok", sub))
+        found.append(TokenizerLocation(MASKTOK, sub))
     elif (folder / MASK_TOKENIZER_DIR).is_dir():
-        found.append(TokenizerLocation("masktok", folder / MASK_TOKENIZER_DIR))
-    found += [TokenizerLocation("samtok", p) for p in sorted(folder.glob(SAMTOK_OFFICIAL_GLOB))]
-    if (folder / HIMTOK_OFFICIAL_NAME).is_file():
-        found.append(TokenizerLocation("himtok", folder / HIMTOK_OFFICIAL_NAME))
-    if is_official_internvl(folder):
-        found.append(TokenizerLocation("internvl", folder))
+        found.append(TokenizerLocation(MASKTOK, folder / MASK_TOKENIZER_DIR))
+    found += [TokenizerLocation(family, location) for family, location in official_tokenizers(folder)]
     return found
 
 
@@ -96,72 +81,37 @@ def find_mask_tokenizer(path: str | Path) -> tuple[str, Path]:
     Raises:
         ValueError: the folder holds none, or several (naming them and what to pass).
     """
+    from masktok.tokenizers.registry import describe_location
+
     folder = Path(path)
     found = tokenizer_candidates(folder)
     if len(found) > 1:
-        names = ", ".join(f"{c.path.name} ({c.kind})" for c in found)
+        names = ", ".join(f"{describe_location(c.path)} ({c.kind})" for c in found)
         raise ValueError(f"{folder}: holds {len(found)} candidate mask tokenizers: {names}; {PAIR_HINT} to "
                          "choose one")
     if not found:
         raise ValueError(
             f"{folder}: no mask tokenizer found: expected {MANIFEST_NAME} + {MASK_TOKENIZER_DIR}/ (masktok), "
-            f"{SAMTOK_OFFICIAL_NAME} (official SAMTok) or {HIMTOK_OFFICIAL_NAME} (HiMTok); {PAIR_HINT} to "
+            f"or an official tokenizer (mask_tokenizer_256x2.pth: SAMTok, himtok.pth: HiMTok); {PAIR_HINT} to "
             "pair this VLM with a tokenizer")
     return found[0].kind, found[0].path
 
 
-def sidecar_config(folder: str | Path, kind: str) -> Any:
-    """The tokenizer config a folder records beside official files (:data:`SIDECAR_CONFIGS`), or
-    None (the published sizes need none: SAMTok's Hiera preset is read off its shapes, HiMTok's
-    is the official one)."""
-    name = SIDECAR_CONFIGS.get(kind)
-    path = Path(folder) / name if name else None
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if kind == "samtok":
-        from masktok.tokenizers.samtok.config import SAMTokConfig
-
-        return SAMTokConfig.from_dict(data)
-    from masktok.tokenizers.himtok import HiMTokConfig
-
-    return HiMTokConfig.from_dict(data)
-
-
 def load_mask_tokenizer(path: str | Path, *, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None, **kwargs: Any) -> Any:
-    """The mask tokenizer of a chat folder (see :func:`find_mask_tokenizer`).
+    """The mask tokenizer of a chat folder (see :func:`find_mask_tokenizer`), opened by
+    :func:`~masktok.tokenizers.load_tokenizer`: an official one from the chat folder itself (whose
+    ``config.json`` is the VLM's), with the files its family keeps beside it (SAMTok's SAM 2
+    file, a ``<family>_config.json`` for sizes other than the published ones).
 
     ``kwargs`` go to the tokenizer's loader, e.g. ``config=`` for an official checkpoint of a
     model that matches no released preset.
     """
+    from masktok.tokenizers import load_tokenizer
+
     kind, location = find_mask_tokenizer(path)
-    if kind != "masktok" and "config" not in kwargs:
-        config = sidecar_config(location if location.is_dir() else location.parent, kind)
-        if config is not None:
-            kwargs["config"] = config
-    if kind == "masktok":
-        from masktok.tokenizers import load_tokenizer
-
-        return load_tokenizer(location, device=device, dtype=dtype, **kwargs)
-    if kind == "samtok":
-        from masktok.tokenizers.samtok import SAMTok
-
-        # The tokenizer file itself, not the folder: the folder's config.json is the VLM's.
-        sam2 = sorted(location.parent.glob(SAM2_OFFICIAL_GLOB))
-        if len(sam2) > 1 and "sam2_checkpoint" not in kwargs:
-            raise ValueError(f"{location.parent}: several SAM 2 checkpoints {[p.name for p in sam2]}; pass "
-                             "sam2_checkpoint= to choose one")
-        if len(sam2) == 1 and "sam2_checkpoint" not in kwargs:
-            kwargs["sam2_checkpoint"] = sam2[0]
-        return SAMTok.from_pretrained(location, device=device, dtype=dtype, **kwargs)
-    from masktok.tokenizers.himtok import HiMTok
-
-
-    return HiMTok.from_pretrained(location, device=device, dtype=dtype, **kwargs)
+    target = location if kind == MASKTOK or location.is_dir() else location.parent
+    return load_tokenizer(target, device=device, dtype=dtype, **kwargs)
 
 
 def open_mask_tokenizer(source: Any, *, device: str | torch.device = "cpu", **kwargs: Any) -> Any:
@@ -224,14 +174,14 @@ def check_pairing(processor: Any, mask_tokenizer: Any) -> dict[str, int]:
     Raises:
         ValueError: the VLM was trained with the other family's words (named), or lacks them.
     """
-    from masktok.words import HIMTOK_VOCABULARY, SAMTOK_VOCABULARY
+    from masktok.words.vocabulary import OFFICIAL_VOCABULARIES
 
     vocab = mask_tokenizer.vocabulary
     try:
         return mask_token_ids(processor, vocab)
     except ValueError as error:
         known = text_tokenizer(processor).get_vocab()
-        held = [v.name for v in (SAMTOK_VOCABULARY, HIMTOK_VOCABULARY)
+        held = [v.name for v in OFFICIAL_VOCABULARIES.values()
                 if v.start_token in known and v.code_token(0, 0) in known]
         if held and vocab.name not in held:
             raise ValueError(
@@ -276,7 +226,9 @@ def load_chat_components(path: str | Path, *, mask_tokenizer: Any = None,
     if mask_tokenizer is None:
         find_mask_tokenizer(folder)  # fail on the tokenizer before loading a large VLM
     if is_official_internvl(folder):
-        config = kwargs.get("config") or sidecar_config(folder, "internvl")
+        from masktok.tokenizers.himtok import HiMTok
+
+        config = kwargs.get("config") or HiMTok.read_sidecar_config(folder)
         loaded = load_official_internvl(folder, himtok_config=config, device=device, dtype=dtype)
         model, processor = loaded.model, loaded.processor
         tokenizer = loaded.mask_tokenizer if mask_tokenizer is None else open_mask_tokenizer(

@@ -23,7 +23,6 @@ from tokenizers import AddedToken
 
 from masktok.words import MaskVocabulary
 
-INIT_METHODS = ("samtok", "mean")
 
 
 @dataclass(frozen=True)
@@ -121,15 +120,26 @@ def _init_rows(weight: torch.Tensor, rows: torch.Tensor, num_old: int, init: str
                generator: torch.Generator) -> None:
     """Fill ``weight[rows]`` (weight: (V, D)) from the statistics of ``weight[:num_old]``."""
     old = weight[:num_old].float()
-    mean = old.mean(dim=0, keepdim=True)
-    if init == "samtok":
-        # The reference recipe floors the std at 1e-3 so constant columns still get some spread.
-        std = old.std(dim=0, keepdim=True).clamp_min(1e-3)
-        noise = torch.randn((rows.numel(), weight.shape[1]), generator=generator)
-        values = mean + 0.02 * noise.to(mean.device) * std
-    else:
-        values = mean.expand(rows.numel(), -1)
+    values = _ROW_INITS[init](old, rows.numel(), generator)
     weight[rows.to(weight.device)] = values.to(weight.dtype)
+
+
+def _noisy_mean_rows(old: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """SAMTok's recipe: mean + 0.02 · std · N(0, 1) of the old rows (std floored at 1e-3, as the
+    reference does, so constant columns still get some spread) → (count, D)."""
+    mean = old.mean(dim=0, keepdim=True)
+    std = old.std(dim=0, keepdim=True).clamp_min(1e-3)
+    noise = torch.randn((count, old.shape[1]), generator=generator)
+    return mean + 0.02 * noise.to(mean.device) * std
+
+
+def _mean_rows(old: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """The old rows' mean → (count, D)."""
+    return old.mean(dim=0, keepdim=True).expand(count, -1)
+
+
+_ROW_INITS = {"samtok": _noisy_mean_rows, "mean": _mean_rows}
+INIT_METHODS = tuple(_ROW_INITS)
 
 
 def add_mask_vocabulary(model: Any, tokenizer_or_processor: Any, vocab: MaskVocabulary, *,

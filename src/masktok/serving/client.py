@@ -29,6 +29,7 @@ from masktok.mllm.results import ChatResult, build_chat_result
 from masktok.mllm.span_masks import decode_span_masks
 from masktok.serving.answer_text import layout_text_answer
 from masktok.serving.vllm_protocol import GRAMMAR_ARG, NUM_CODES_ARG
+from masktok.tokenizers.base import MaskTokenizer
 from masktok.words import MaskVocabulary
 
 
@@ -146,7 +147,7 @@ class MaskClient:
             raise ValueError(f"max_concurrency: expected a positive int, got {max_concurrency!r}")
         if isinstance(tokenizer, MaskVocabulary):
             self.vocab, self.mask_tokenizer = tokenizer, None
-        elif isinstance(getattr(tokenizer, "vocabulary", None), MaskVocabulary):
+        elif isinstance(tokenizer, MaskTokenizer):
             self.vocab, self.mask_tokenizer = tokenizer.vocabulary, tokenizer
         else:
             raise ValueError(f"tokenizer: expected a mask tokenizer (SAMTok / HiMTok) or a "

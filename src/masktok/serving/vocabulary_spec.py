@@ -13,19 +13,20 @@ import re
 from collections.abc import Mapping
 
 from masktok.words import MaskVocabulary, himtok_vocabulary, samtok_vocabulary
-from masktok.words.vocabulary import CODE_TOKEN_PREFIX, CODE_TOKEN_SUFFIX
+from masktok.words.vocabulary import (CODE_TOKEN_PREFIX, CODE_TOKEN_SUFFIX, OFFICIAL_VOCABULARIES,
+                                      resized_vocabulary)
 
 VOCABULARY_ENV = "MASKTOK_MASK_VOCABULARY"
-SPEC_PATTERN = re.compile(r"(samtok|himtok):([0-9]+)x([0-9]+)")
+SPEC_PATTERN = re.compile(r"(" + "|".join(map(re.escape, OFFICIAL_VOCABULARIES)) + r"):([0-9]+)x([0-9]+)")
 OFFICIAL_SAMTOK_LEVELS = 2
 OFFICIAL_HIMTOK_MAX_CODES = 32
 _CODE_TOKEN = re.compile(re.escape(CODE_TOKEN_PREFIX) + r"([0-9]+)" + re.escape(CODE_TOKEN_SUFFIX))
 
 
 def vocabulary_spec(vocab: MaskVocabulary) -> str:
-    """``vocab`` as a spec: ``samtok:256x2`` / ``himtok:1024x32``."""
-    second = vocab.num_levels if vocab.name == "samtok" else vocab.max_codes
-    return f"{vocab.name}:{vocab.codebook_size}x{second}"
+    """``vocab`` as a spec: ``samtok:256x2`` / ``himtok:1024x32`` (name: codebook size × most codes
+    per word, which is the number of levels for a vocabulary with one code per level)."""
+    return f"{vocab.name}:{vocab.codebook_size}x{vocab.max_codes}"
 
 
 def parse_vocabulary_spec(spec: str) -> MaskVocabulary:
@@ -34,10 +35,11 @@ def parse_vocabulary_spec(spec: str) -> MaskVocabulary:
     if match is None:
         raise ValueError(f"mask vocabulary spec: expected 'samtok:<codebook>x<levels>' or "
                          f"'himtok:<codebook>x<max codes>', got {spec!r}")
-    family, size, second = match.group(1), int(match.group(2)), int(match.group(3))
-    if family == "samtok":
-        return samtok_vocabulary(codebook_size=size, depth=second)
-    return himtok_vocabulary(codebook_size=size, max_codes=second)
+    name, size, second = match.group(1), int(match.group(2)), int(match.group(3))
+    try:
+        return resized_vocabulary(OFFICIAL_VOCABULARIES[name], codebook_size=size, max_codes=second)
+    except ValueError as err:
+        raise ValueError(f"mask vocabulary spec {spec!r}: {err}") from None
 
 
 def infer_vocabulary(tokens: Mapping[str, int] | set[str]) -> MaskVocabulary:

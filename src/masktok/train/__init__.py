@@ -1,6 +1,7 @@
 """Training: the tokenizer trainer (both families), and recipes for the VLM stages.
 
-``from masktok.train import TrainConfig, train_tokenizer`` — imported lazily, so lightweight
+``from masktok.train import HiMTokTrainConfig, SAMTokTrainConfig, TrainConfig, train_tokenizer`` —
+imported lazily, so lightweight
 modules of this package (e.g. ``masktok.train.vlm.rewards``) do not pull in the trainer.
 """
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_LAZY = {"TrainConfig": "tokenizer.trainer", "TrainResult": "tokenizer.trainer",
+_LAZY = {"TrainConfig": "tokenizer.config", "HiMTokTrainConfig": "tokenizer.config",
+         "SAMTokTrainConfig": "tokenizer.config", "TrainResult": "tokenizer.trainer",
          "train_tokenizer": "tokenizer.trainer"}
 
 __all__ = sorted(_LAZY)

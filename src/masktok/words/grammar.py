@@ -81,7 +81,6 @@ class SpanAssembler:
         self.completed: list[MaskSpan] = []
         self._open: _OpenSpan | None = None
         self._max_codes = vocab.max_codes
-        self._levels = vocab.name == "samtok"
         self._known = known_spellings(vocab)
 
     @property
@@ -122,7 +121,7 @@ class SpanAssembler:
         if known is None:
             problem = (SpanStatus.OUT_OF_RANGE if self.vocab.is_canonical(digits)
                        else SpanStatus.MALFORMED_TOKEN)
-        elif known[0] != (position if self._levels else 0):
+        elif known[0] != self.vocab.expected_level(position):
             problem = SpanStatus.BAD_LEVEL_ORDER
         if problem is not None:
             span.note(problem)

@@ -19,42 +19,41 @@ Words come from a tokenizer on the fly (:class:`TokenizerWords`) or from a finis
 :mod:`masktok.words.prompts`. Builds are deterministic given :attr:`BuildConfig.seed`.
 """
 
-from masktok.data.sft.base import (
-    BuildConfig,
-    BuildResult,
-    SampleMask,
-    SFTSample,
-    Turn,
-    check_sample,
-    reading_order,
-)
-from masktok.data.sft.gcg import build_gcg, grounded_from_gcg_samples
-from masktok.data.sft.gres import build_gres
-from masktok.data.sft.himtok_formats import (
-    build_himtok,
-    targets_from_instances,
-    targets_from_refs,
-)
-from masktok.data.sft.instance import InstanceImage, build_instance, instance_images
-from masktok.data.sft.mask_words import ImageEntry, MaskRef, ParquetWords, TokenizerWords
-from masktok.data.sft.multi_round import build_multi_round
-from masktok.data.sft.pipeline import WrittenBuild, write_build
-from masktok.data.sft.psg import build_psg
-from masktok.data.sft.refs import RefImage, read_refs
-from masktok.data.sft.region_caption import build_region_caption
-from masktok.data.sft.region_vqa import build_region_vqa
-from masktok.data.sft.regions import Region, read_region_jsonl, regions_from_refs
-from masktok.data.sft.res import build_res
+from __future__ import annotations
+
+from typing import Any
 
 TASKS = ("res", "gres", "gcg", "psg", "instance", "region_caption", "region_vqa", "multi_round",
          "himtok")
 
-__all__ = [
-    "TASKS", "BuildConfig", "BuildResult", "ImageEntry", "InstanceImage", "MaskRef",
-    "ParquetWords", "Region", "RefImage", "SFTSample", "SampleMask", "TokenizerWords", "Turn",
-    "WrittenBuild", "build_gcg", "build_gres", "build_himtok", "build_instance",
-    "build_multi_round", "build_psg", "build_region_caption", "build_region_vqa", "build_res",
-    "check_sample", "grounded_from_gcg_samples", "instance_images", "read_refs",
-    "read_region_jsonl", "reading_order", "regions_from_refs", "targets_from_instances",
-    "targets_from_refs", "write_build",
-]
+# name → module under masktok.data.sft; imported on first use, so reading the configs and the
+# task names (the command line does) does not load the builders.
+_LAZY = {
+    "BuildConfig": "base", "BuildResult": "base", "SampleMask": "base", "SFTSample": "base", "Turn": "base",
+    "check_sample": "base", "reading_order": "base",
+    "build_gcg": "gcg", "grounded_from_gcg_samples": "gcg",
+    "build_gres": "gres",
+    "build_himtok": "himtok_formats", "targets_from_instances": "himtok_formats",
+    "targets_from_refs": "himtok_formats",
+    "InstanceImage": "instance", "build_instance": "instance", "instance_images": "instance",
+    "ImageEntry": "mask_words", "MaskRef": "mask_words", "ParquetWords": "mask_words",
+    "TokenizerWords": "mask_words",
+    "build_multi_round": "multi_round",
+    "WrittenBuild": "pipeline", "write_build": "pipeline",
+    "build_psg": "psg",
+    "RefImage": "refs", "read_refs": "refs",
+    "build_region_caption": "region_caption",
+    "build_region_vqa": "region_vqa",
+    "Region": "regions", "read_region_jsonl": "regions", "regions_from_refs": "regions",
+    "build_res": "res",
+}
+
+__all__ = ["TASKS", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"masktok.data.sft.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'masktok.data.sft' has no attribute {name!r}")

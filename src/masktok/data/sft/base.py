@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from masktok.masks.zoom import ZoomConfig
+from masktok.tokenizers.base import check_empty_masks
 
 POLICIES = ("error", "skip")
 
@@ -75,6 +76,10 @@ class BuildConfig:
         zoom: the zoom-in rule of region tasks (None: never add crops).
         crops_dir: where zoom-in crops are written (needed when a crop is made).
         missing_images: ``"error"`` or ``"skip"`` an image that is not on disk (counted).
+        empty_masks: the tokenizers' empty-mask policy (:mod:`masktok.tokenizers.base`) for
+            instances whose mask is empty: ``"error"`` (default) or ``"skip"`` (a sentence about
+            it is left out, an instance list leaves it out; counted). ``"keep"`` is refused: an
+            answer cannot spell a mask that is not there.
         max_samples: stop after this many samples (None: all).
     """
 
@@ -82,11 +87,15 @@ class BuildConfig:
     zoom: ZoomConfig | None = ZoomConfig()
     crops_dir: Path | None = None
     missing_images: str = "error"
+    empty_masks: str = "error"
     max_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.missing_images not in POLICIES:
             raise ValueError(f"missing_images: expected one of {POLICIES}, got {self.missing_images!r}")
+        if check_empty_masks(self.empty_masks) == "keep":
+            raise ValueError("empty_masks: 'keep' has no meaning for SFT answers (mask words cannot spell "
+                             "an absent mask); use 'error' or 'skip'")
         if self.max_samples is not None and (not isinstance(self.max_samples, int)
                                              or self.max_samples < 1):
             raise ValueError(f"max_samples: expected a positive int or None, got {self.max_samples!r}")

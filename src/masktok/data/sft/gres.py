@@ -30,10 +30,11 @@ def build_gres(images: list[RefImage], words: Any, config: BuildConfig = BuildCo
     for image in images:
         if result.full(config) or not image_available(image.entry, config.missing_images, result):
             continue
-        ann_ids = list(dict.fromkeys(a for r in image.referrings for a in r.ann_ids))
+        referrings = [r for r in image.referrings if image.masks_present(r, config.empty_masks, result)]
+        ann_ids = list(dict.fromkeys(a for r in referrings for a in r.ann_ids))
         refs = {a: image.mask_ref(a) for a in ann_ids}
         codes = dict(zip(ann_ids, words.codes(image.entry, [refs[a] for a in ann_ids])))
-        for referring in image.referrings:
+        for referring in referrings:
             if result.full(config):
                 break
             boxes = [image.instance(a).box for a in referring.ann_ids]

@@ -22,6 +22,7 @@ one instance in their image.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ from masktok.data.sft.instance import InstanceImage, category_name
 from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available
 from masktok.masks import rle_to_mask
 from masktok.words.prompts import build_answer, build_prompt, format_box, format_points
+
+log = logging.getLogger(__name__)
 
 TASK = "himtok"
 FORMATS = ("segment", "mask_then_box", "box_to_mask", "point_to_mask", "token_length", "box")
@@ -55,24 +58,34 @@ class Target:
     box: tuple[int, int, int, int]
 
 
-def targets_from_refs(images: list[Any]) -> list[Target]:
-    """Single-instance sentences of :class:`~masktok.data.sft.refs.RefImage` records."""
-    out = []
+def targets_from_refs(images: list[Any], empty_masks: str = "error") -> list[Target]:
+    """Single-instance sentences of :class:`~masktok.data.sft.refs.RefImage` records; a sentence
+    about an empty mask raises under ``empty_masks="error"`` and is left out (logged) under ``"skip"``."""
+    out, left_out = [], 0
     for image in images:
         for r in image.referrings:
-            if len(r.ann_ids) == 1:
+            if len(r.ann_ids) == 1 and not image.masks_present(r, empty_masks):
+                left_out += 1
+            elif len(r.ann_ids) == 1:
                 inst = image.instance(r.ann_ids[0])
                 out.append(Target(r.key, image.entry, r.sentence, image.mask_ref(r.ann_ids[0]),
                                   inst.box))
+    if left_out:
+        log.warning("left out %d sentences about an empty mask (empty_masks='skip')", left_out)
     return out
 
 
-def targets_from_instances(images: list[InstanceImage]) -> list[Target]:
-    """Categories with exactly one (non-crowd) instance in their image."""
+def targets_from_instances(images: list[InstanceImage], empty_masks: str = "error") -> list[Target]:
+    """Categories with exactly one (non-crowd) instance in their image; empty masks follow
+    ``empty_masks`` (:meth:`InstanceImage.targets`; left out and logged under ``"skip"``)."""
     out = []
     for image in images:
         by_name: dict[str, list] = {}
-        for inst in image.targets():
+        targets = image.targets(empty_masks)
+        if len(targets) < sum(not i.iscrowd for i in image.annotations.instances):
+            log.warning("image %s: left out instances with an empty mask (empty_masks='skip')",
+                        image.entry.image_id)
+        for inst in targets:
             by_name.setdefault(category_name(inst, image), []).append(inst)
         for name, insts in by_name.items():
             if len(insts) == 1:
@@ -134,9 +147,9 @@ def build_himtok(targets: list[Target], words: Any, config: BuildConfig = BuildC
     if token_lengths is None:
         token_lengths = default_token_lengths(words.vocabulary.max_codes)
     if "token_length" in formats:
-        if words.vocabulary.name != "himtok":
-            raise ValueError("token_length: fixed token counts are prefixes of HiMTok words; "
-                             f"these words are {words.vocabulary.name}")
+        if not words.vocabulary.prefixes_are_words:
+            raise ValueError("token_length: fixed token counts are prefixes of coarse-to-fine words; "
+                             f"a {words.vocabulary.name} word holds exactly {words.vocabulary.max_codes} codes")
         too_long = [n for n in token_lengths if not 1 <= n <= words.vocabulary.max_codes]
         if too_long or not token_lengths:
             raise ValueError(f"token_lengths: expected values in [1, {words.vocabulary.max_codes}], "

@@ -21,7 +21,7 @@ from masktok.data.sft.base import (
     reading_order,
     sample_rng,
 )
-from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available
+from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words, image_available, mask_present
 from masktok.words.prompts import build_answer, build_prompt, join_masks
 
 TASK = "instance"
@@ -34,9 +34,12 @@ class InstanceImage:
     annotations: ImageAnnotations
     entry: ImageEntry
 
-    def targets(self) -> list[Instance]:
-        """Non-crowd, non-empty instances (what answers may list)."""
-        return [i for i in self.annotations.instances if not i.iscrowd and i.box is not None]
+    def targets(self, empty_masks: str = "error", result: Any = None) -> list[Instance]:
+        """Non-crowd instances with a mask (what answers may list); an empty one raises under
+        ``empty_masks="error"``, is left out (counted in ``result`` when given) under ``"skip"``."""
+        return [i for i in self.annotations.instances if not i.iscrowd
+                and mask_present(f"image {self.entry.image_id}: annotation {i.id}", i.box is None,
+                                 empty_masks, result)]
 
     def mask_ref(self, inst: Instance) -> MaskRef:
         return MaskRef(inst.mask_rle, str(inst.id))
@@ -73,12 +76,13 @@ def build_instance(images: list[InstanceImage], words: Any, config: BuildConfig 
     if negatives < 0 or (max_categories is not None and max_categories < 1):
         raise ValueError(f"negatives must be >= 0 and max_categories >= 1, got {negatives} / "
                          f"{max_categories}")
-    vocabulary_names = sorted({category_name(i, img) for img in images for i in img.targets()})
+    vocabulary_names = sorted({category_name(i, img) for img in images
+                               for i in img.targets(config.empty_masks)})
     result = BuildResult(TASK, [])
     for image in images:
         if result.full(config):
             break
-        targets = image.targets()
+        targets = image.targets(config.empty_masks, result)
         if not targets:
             result.skip("image without instances")
             continue

@@ -20,7 +20,7 @@ from PIL import Image
 
 from masktok.annotations import ImageAnnotations
 from masktok.data.tokenize.shards import LoadedImage, pyarrow_module
-from masktok.data.tokenize.pipeline import MANIFEST, SUCCESS, needs_image
+from masktok.data.tokenize.pipeline import MANIFEST, SUCCESS
 from masktok.masks import rles_to_masks
 
 
@@ -68,7 +68,7 @@ class TokenizerWords:
     def __init__(self, tokenizer: Any, cache_images: int = 8):
         self.tokenizer = tokenizer
         self.vocabulary = tokenizer.vocabulary
-        self._needs_image = needs_image(tokenizer)
+        self._needs_image = tokenizer.needs_image
         self._cache: OrderedDict[str, dict[str, tuple[int, ...]]] = OrderedDict()
         self._cache_images = cache_images
 
@@ -115,7 +115,7 @@ class ParquetWords:
         if not (folder / SUCCESS).is_file():
             raise ValueError(f"{folder}: not a finished tokenize-dataset output (no {SUCCESS})")
         manifest = json.loads((folder / MANIFEST).read_text())
-        self.vocabulary = MaskVocabulary(**manifest["vocabulary"])
+        self.vocabulary = MaskVocabulary.from_dict(manifest["vocabulary"])
         if tokenizer is not None and tokenizer.vocabulary != self.vocabulary:
             raise ValueError(f"tokenizer: its vocabulary {tokenizer.vocabulary} differs from the "
                              f"Parquet's {self.vocabulary}")
@@ -130,7 +130,7 @@ class ParquetWords:
             for image_id, ann_id, h, w, codes in zip(table["image_id"], table["annotation_id"],
                                                      table["height"], table["width"],
                                                      table["codes"]):
-                self._codes[(image_id, ann_id)] = tuple(codes)
+                self._codes[(image_id, ann_id)] = None if codes is None else tuple(codes)
                 self._sizes[image_id] = (h, w)
         self.folder = folder
 
@@ -150,6 +150,9 @@ class ParquetWords:
             key = (image.image_id, mask.annotation_id)
             if key not in self._codes:
                 raise ValueError(f"{self.folder}: no codes for image {key[0]} annotation {key[1]}")
+            if self._codes[key] is None:
+                raise ValueError(f"{self.folder}: image {key[0]} annotation {key[1]} is an empty mask kept "
+                                 f"as an absent entry; it has no words")
             out.append(self._codes[key])
         return out
 
@@ -165,6 +168,18 @@ def format_words(codes: Sequence[int], vocabulary: Any) -> str:
     from masktok.words import format_mask_words
 
     return format_mask_words(list(codes), vocabulary)
+
+
+def mask_present(where: str, empty: bool, policy: str, result: Any = None) -> bool:
+    """Whether the mask ``where`` names is non-empty; an empty one raises under ``"error"``, or
+    is counted in ``result`` (when given) under ``"skip"``."""
+    if not empty:
+        return True
+    if policy == "error":
+        raise ValueError(f"{where} has an empty mask (pass empty_masks='skip' to leave it out)")
+    if result is not None:
+        result.skip("empty mask")
+    return False
 
 
 def image_available(entry: ImageEntry, policy: str, result: Any) -> bool:

@@ -58,7 +58,7 @@ def build_multi_round(images: list[InstanceImage], words: Any, config: BuildConf
         if result.full(config):
             break
         by_name: dict[str, list[Instance]] = {}
-        for inst in image.targets():
+        for inst in image.targets(config.empty_masks, result):
             by_name.setdefault(category_name(inst, image), []).append(inst)
         if len(by_name) < 2:
             result.skip("image with fewer than 2 categories")

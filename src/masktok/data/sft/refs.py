@@ -1,8 +1,8 @@
 """Referring expressions (RefCOCO/+/g refs, gRefCOCO grefs) joined with their COCO instances.
 
-The refs file is read with the evaluation suite's refer-API loader
-(:func:`masktok.annotations.refcoco.load_refs`: pickle of plain containers or JSON); the instances with
-:func:`masktok.annotations.read_coco_instances`, so every mask keeps its annotation id (builders
+The refs file is read and checked by the one refer-API parser the evaluation uses too
+(:mod:`masktok.annotations.refcoco`: pickle of plain containers or JSON); the instances with
+:class:`masktok.annotations.CocoInstancesIndex`, so every mask keeps its annotation id (builders
 can then take its words from a ``tokenize-dataset`` Parquet).
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masktok.annotations import ImageAnnotations, Instance, read_coco_instances
-from masktok.annotations.refcoco import load_refs
-from masktok.data.sft.mask_words import ImageEntry, MaskRef
+from masktok.annotations import CocoInstancesIndex, ImageAnnotations, Instance
+from masktok.annotations.refcoco import load_refs, parse_ref_sentences
+from masktok.data.sft.mask_words import ImageEntry, MaskRef, mask_present
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,21 @@ class RefImage:
     def mask_ref(self, ann_id: Any) -> MaskRef:
         """The instance's mask; ValueError for an empty one (it has no words)."""
         inst = self.instance(ann_id)
-        if inst.box is None:
-            raise ValueError(f"image {self.entry.image_id}: annotation {ann_id} has an empty mask")
+        mask_present(f"image {self.entry.image_id}: annotation {ann_id}", inst.box is None, "error")
         return MaskRef(inst.mask_rle, str(ann_id))
+
+    def masks_present(self, referring: Referring, policy: str, result: Any = None) -> bool:
+        """Whether every instance ``referring`` names has a mask (``empty_masks`` ``policy``:
+        an empty one raises under ``"error"``, is counted in ``result`` under ``"skip"``)."""
+        return all(mask_present(f"image {self.entry.image_id}: annotation {a} (sentence {referring.key})",
+                                self.instance(a).box is None, policy, result) for a in referring.ann_ids)
 
 
 def read_refs(refs_path: str | Path, instances_path: str | Path, images_dir: str | Path,
               split: str | None = None, generalized: bool | None = None) -> list[RefImage]:
     """Refs + COCO instances → one :class:`RefImage` per image with at least one sentence, in
-    the instances file's image order (sentences in refs-file order).
+    the instances file's image order (sentences in refs-file order). Only those images' masks
+    are converted.
 
     Args:
         split: keep refs of this split only (None: all).
@@ -60,47 +66,18 @@ def read_refs(refs_path: str | Path, instances_path: str | Path, images_dir: str
             detects it from the file.
 
     Raises:
-        ValueError: a ref without ``image_id``/``ann_id``/``sentences``, an unknown image or
-            annotation id, an annotation of another image, a sentence without text, a no-target
-            ref in a non-generalized file, or no sentence at all.
+        ValueError: see :func:`masktok.annotations.refcoco.parse_ref_sentences`.
     """
     path = Path(refs_path)
-    refs = load_refs(path)
-    if generalized is None:
-        generalized = any(isinstance(r.get("ann_id"), list) or "no_target" in r for r in refs)
-    images = {img.image_id: img for img in read_coco_instances(instances_path)}
-    owner = {inst.id: img.image_id for img in images.values() for inst in img.instances}
+    index = CocoInstancesIndex(instances_path)
+    image_of = {ann_id: rec["image_id"] for ann_id, rec in index.records.items()}
     per_image: dict[Any, list[Referring]] = {}
-    for k, ref in enumerate(refs):
-        where = f"{path}: ref #{k} (ref_id={ref.get('ref_id')})"
-        if split is not None and ref.get("split") != split:
-            continue
-        for key in ("image_id", "ann_id", "sentences"):
-            if key not in ref:
-                raise ValueError(f"{where}: no {key!r}")
-        if ref["image_id"] not in images:
-            raise ValueError(f"{where}: image_id {ref['image_id']} is not in {instances_path}")
-        ann_ids = ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]]
-        ann_ids = [a for a in ann_ids if a != -1]
-        if generalized and ref.get("no_target", False):
-            if ann_ids:
-                raise ValueError(f"{where}: marked no_target but lists annotations {ann_ids}")
-        elif not ann_ids:
-            raise ValueError(f"{where}: refers to no annotation"
-                             + ("" if generalized else " (not a gRefCOCO file)"))
-        for ann_id in ann_ids:
-            if ann_id not in owner:
-                raise ValueError(f"{where}: ann_id {ann_id} is not in {instances_path}")
-            if owner[ann_id] != ref["image_id"]:
-                raise ValueError(f"{where}: ann_id {ann_id} belongs to image {owner[ann_id]}")
-        for j, sent in enumerate(ref["sentences"]):
-            text = sent.get("sent", sent.get("raw")) if isinstance(sent, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{where}: sentence #{j} has no text")
-            key = str(sent.get("sent_id", f"{ref.get('ref_id', k)}-{j}"))
-            per_image.setdefault(ref["image_id"], []).append(
-                Referring(key, ref.get("ref_id"), text.strip(), tuple(ann_ids)))
-    if not per_image:
-        raise ValueError(f"{path}: no sentence" + (f" in split {split!r}" if split else ""))
-    return [RefImage(img, ImageEntry.of(img, images_dir), per_image[image_id])
-            for image_id, img in images.items() if image_id in per_image]
+    for sent in parse_ref_sentences(load_refs(path), path, image_of, index.images, split, generalized):
+        per_image.setdefault(sent.image_id, []).append(
+            Referring(sent.key, sent.ref_id, sent.sentence.strip(), sent.ann_ids))
+    out = []
+    for image_id in index.images:
+        if image_id in per_image:
+            annotations = index.image_annotations(image_id)
+            out.append(RefImage(annotations, ImageEntry.of(annotations, images_dir), per_image[image_id]))
+    return out

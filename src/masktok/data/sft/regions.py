@@ -16,6 +16,7 @@ Region JSONL, one record per line::
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ import numpy as np
 from masktok.data.sft.base import BuildConfig
 from masktok.data.sft.mask_words import ImageEntry, MaskRef, format_words
 from masktok.masks import check_rle, mask_to_rle, rle_to_mask
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -137,8 +140,12 @@ def zoom_note(image_number: int, mask_words: str, view: ZoomView) -> str:
     return ZOOM_IN_NOTE.format(image_number=image_number, mask=mask_words, zoom_mask=view.words)
 
 
-def regions_from_refs(images: list[Any]) -> list[Region]:
+def regions_from_refs(images: list[Any], empty_masks: str = "error") -> list[Region]:
     """Single-instance referring sentences (:class:`~masktok.data.sft.refs.RefImage`) as region
-    captions: the sentence describes its instance. Multi- and no-target sentences are left out."""
-    return [Region(r.key, image.entry, [image.mask_ref(r.ann_ids[0])], caption=r.sentence)
-            for image in images for r in image.referrings if len(r.ann_ids) == 1]
+    captions: the sentence describes its instance. Multi- and no-target sentences are left out;
+    a sentence about an empty mask raises under ``empty_masks="error"``, is left out under ``"skip"``."""
+    single = [(image, r) for image in images for r in image.referrings if len(r.ann_ids) == 1]
+    kept = [(image, r) for image, r in single if image.masks_present(r, empty_masks)]
+    if len(kept) < len(single):
+        log.warning("left out %d sentences about an empty mask (empty_masks='skip')", len(single) - len(kept))
+    return [Region(r.key, image.entry, [image.mask_ref(r.ann_ids[0])], caption=r.sentence) for image, r in kept]

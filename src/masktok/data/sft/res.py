@@ -28,9 +28,10 @@ def build_res(images: list[RefImage], words: Any, config: BuildConfig = BuildCon
             if len(referring.ann_ids) != 1:
                 raise ValueError(f"sentence {referring.key}: RES needs exactly one referred "
                                  f"instance, got {len(referring.ann_ids)} (use the gres task)")
-        refs = [image.mask_ref(r.ann_ids[0]) for r in image.referrings]
+        referrings = [r for r in image.referrings if image.masks_present(r, config.empty_masks, result)]
+        refs = [image.mask_ref(r.ann_ids[0]) for r in referrings]
         codes = words.codes(image.entry, refs)
-        for referring, ref, code in zip(image.referrings, refs, codes):
+        for referring, ref, code in zip(referrings, refs, codes):
             if result.full(config):
                 break
             rng = sample_rng(config.seed, TASK, referring.key)

@@ -23,7 +23,7 @@ from masktok.data.tokenize.shards import MissingImageError, ShardImage
 from masktok.masks import BitMasks, rles_to_masks
 
 if TYPE_CHECKING:
-    from masktok.data.tokenize.pipeline import TokenizeConfig
+    from masktok.data.tokenize.config import TokenizeConfig
 
 
 @dataclass
@@ -130,10 +130,11 @@ class ImageLoadDataset(Dataset):
         for inst in ann.instances:
             if inst.iscrowd and not self.config.include_crowd:
                 continue
-            if inst.box is None:
+            if inst.box is None and self.config.empty_masks != "keep":
                 if self.config.empty_masks == "error":
                     raise ValueError(f"image {ann.image_id!r}: annotation {inst.id!r} has an empty "
-                                     f"mask (pass empty_masks='skip' to leave such masks out)")
+                                     f"mask (pass empty_masks='skip' to leave such masks out, or "
+                                     f"'keep' for a row without codes)")
                 skipped += 1
                 continue
             kept.append(inst)
@@ -142,7 +143,7 @@ class ImageLoadDataset(Dataset):
             [i.mask_rle for i in kept], size=(ann.height, ann.width)))) if kept else empty
         instances = [{"annotation_id": str(i.id), "category_id": int(i.category_id),
                       "category_name": i.category_name, "iscrowd": bool(i.iscrowd),
-                      "box": list(i.box), "area": float(i.area)} for i in kept]
+                      "box": None if i.box is None else list(i.box), "area": float(i.area)} for i in kept]
         return LoadedImageItem(shard, meta, instances, masks, pixels, skipped, False)
 
     def _masks(self, masks: np.ndarray) -> torch.Tensor | BitMasks:

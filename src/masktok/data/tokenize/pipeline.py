@@ -15,8 +15,8 @@ Output folder::
 
 Work is sharded by image: shards go round robin to ``torchrun`` ranks (``RANK`` /
 ``WORLD_SIZE``), the images of a rank's shards are loaded (JPEG + RLE decoding) by DataLoader
-workers in order, and the tokenizer encodes each image once for all of its masks, several images
-per call when it offers :func:`encode_many`'s batched path. A shard file appears atomically
+workers in order, and the tokenizer's ``encode_stream`` reads them as a stream, each image once
+for all of its masks, ``images_per_batch`` images per model pass. A shard file appears atomically
 (written to ``*.tmp`` then renamed) only when complete, so a re-run skips finished shards and
 redoes partial ones, and the output does not depend on where a run was interrupted.
 
@@ -33,8 +33,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,68 +58,18 @@ from masktok.data.tokenize.shards import (  # CodebookUsage, codebook_usage, usa
     vocabulary_fields,
     write_shard,
 )
+from masktok.data.tokenize.config import MISSING_IMAGE_POLICIES, TokenizeConfig  # noqa: F401  (re-exported)
 from masktok.data.tokenize.loader import LoadedImageItem, load_images
 from masktok.errors import OutputInUseError
 from masktok.masks import BitMasks
 from masktok.output_lock import OutputLock, live_holders
+from masktok.tokenizers.base import ABSENT_CODE
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 USAGE = "_codebook_usage.json"
-POLICIES = ("error", "skip")
-
-
-@dataclass(frozen=True)
-class TokenizeConfig:
-    """How a dataset is tokenized.
-
-    Attributes:
-        output_dir: where shards, manifest, usage summary and ``_SUCCESS`` go.
-        images_per_shard: images per output file (ignored for SA-1B tars: one file per tar).
-        images_per_batch: images per image-encoder pass (tokenizers with ``encode_batch``).
-        images_per_call: images handed to the tokenizer per call, for tokenizers without
-            ``encode_stream`` (a multiple of ``images_per_batch`` lets their host preprocessing
-            overlap the device); also sets how many images the DataLoader keeps ready.
-        num_workers: DataLoader workers decoding images and masks.
-        num_codes: HiMTok only: keep this many leading codes per mask (None = all).
-        include_crowd: tokenize COCO crowd regions too (flagged in ``iscrowd``).
-        empty_masks: ``"error"`` (default) or ``"skip"`` (counted in the shard's metadata).
-        missing_images: same, for images the tokenizer needs that are not on disk.
-        overlap: for tokenizers without ``encode_stream``, run the tokenizer on a background
-            thread while the next images are collected (the output is the same either way).
-        progress: show progress bars (rank 0 and each rank's own bar).
-    """
-
-    output_dir: Path
-    images_per_shard: int = 1000
-    images_per_batch: int = 8
-    images_per_call: int = 32
-    num_workers: int = 2
-    num_codes: int | None = None
-    include_crowd: bool = True
-    empty_masks: str = "error"
-    missing_images: str = "error"
-    overlap: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "output_dir", Path(self.output_dir))
-        for name in ("images_per_shard", "images_per_batch", "images_per_call"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
-                or self.num_workers < 0:
-            raise ValueError(f"num_workers: expected an int >= 0, got {self.num_workers!r}")
-        if self.num_codes is not None and (isinstance(self.num_codes, bool)
-                                           or not isinstance(self.num_codes, int)
-                                           or self.num_codes < 1):
-            raise ValueError(f"num_codes: expected a positive int or None, got {self.num_codes!r}")
-        for name in ("empty_masks", "missing_images"):
-            if getattr(self, name) not in POLICIES:
-                raise ValueError(f"{name}: expected one of {POLICIES}, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -145,47 +94,6 @@ class TokenizeReport:
     @property
     def masks_per_second(self) -> float:
         return self.masks / self.seconds if self.seconds > 0 else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Tokenizer calls
-# ---------------------------------------------------------------------------------------------
-def needs_image(tokenizer: Any) -> bool:
-    """Whether ``tokenizer`` needs the pixels (SAMTok) or encodes masks alone (HiMTok)."""
-    explicit = getattr(tokenizer, "needs_image", None)
-    if isinstance(explicit, bool):
-        return explicit
-    return tokenizer.vocabulary.name != "himtok"
-
-
-def _check_num_codes(tokenizer: Any, num_codes: int | None) -> None:
-    if num_codes is not None and tokenizer.vocabulary.name != "himtok":
-        raise ValueError(f"num_codes: only HiMTok keeps a prefix of its codes; this tokenizer is "
-                         f"{tokenizer.vocabulary.name}")
-
-
-def encode_many(tokenizer: Any, images: Sequence[Any], masks: Sequence[Any],
-                num_codes: int | None = None, batch_size: int = 8) -> list[torch.Tensor]:
-    """Codes of several images' masks: images[i] (H_i, W_i, 3) uint8 array or tensor (None for
-    image-free tokenizers), masks[i] (N_i, H_i, W_i) bool → one (N_i, L) int64 tensor per image.
-
-    Uses the tokenizer's ``encode_batch(images, masks, batch_size=…)`` when it has one (image
-    encoder passes of ``batch_size`` images), else one ``encode`` call per image (still once per
-    image, never per mask).
-    """
-    _check_num_codes(tokenizer, num_codes)
-    kwargs = {} if num_codes is None else {"num_codes": num_codes}
-    batch = getattr(tokenizer, "encode_batch", None)
-    if callable(batch) and len(images) > 1:
-        out = list(batch(list(images), list(masks), batch_size=batch_size, **kwargs))
-    else:
-        out = [tokenizer.encode(image, mask_stack, **kwargs)
-               for image, mask_stack in zip(images, masks)]
-    for codes, mask_stack in zip(out, masks):
-        if codes.ndim != 2 or codes.shape[0] != mask_stack.shape[0]:
-            raise ValueError(f"tokenizer returned codes of shape {tuple(codes.shape)} for "
-                             f"{mask_stack.shape[0]} masks")
-    return [codes.cpu() for codes in out]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +150,7 @@ def tokenize_dataset(source: DatasetSource, tokenizer: Any, config: TokenizeConf
     """
     check_dependencies()
     rank, world_size = _dist_rank(rank, world_size)
-    if source.images is None and needs_image(tokenizer):
+    if source.images is None and tokenizer.needs_image:
         raise ValueError(f"{source.kind} source: this {tokenizer.vocabulary.name} tokenizer reads the images; "
                          "give the image folder (images=)")
     lock = _take_output(config.output_dir, rank, world_size)
@@ -325,23 +233,15 @@ def iter_encoded(plan: ShardPlan, shards: list[InputShard], tokenizer: Any, conf
     """Every image of ``shards`` in order, loaded by DataLoader workers and encoded → (item, codes
     (N, L) or None when the image has no mask to encode). Progress is shown per rank.
 
-    A tokenizer with ``encode_stream`` (SAMTok) reads the loaded images as a stream, so the device
-    never waits between calls; otherwise ``config.images_per_call`` images go to each
-    :func:`encode_many` call, on a background thread (``config.overlap``) while the next images
-    are collected."""
+    The tokenizer's ``encode_stream`` reads the loaded images as a stream (masks bit-packed,
+    pinned for a CUDA device), so the device never waits between calls; pixels are loaded only
+    for tokenizers that read them (``needs_image``)."""
     items = [(k, ref) for k, shard in enumerate(shards) for ref in plan.images(shard)]
-    stream = getattr(tokenizer, "encode_stream", None)
-    streaming = callable(stream)
-    on_gpu = getattr(getattr(tokenizer, "device", None), "type", None) == "cuda"
-    # one worker task per image-encoder batch; two calls' worth of images kept ready
-    loaded = load_images(items, config, load_pixels=needs_image(tokenizer), pack_masks=streaming,
-                         pin_memory=streaming and on_gpu, group_size=config.images_per_batch,
-                         prefetch_images=2 * config.images_per_call)
-    if streaming:
-        _check_num_codes(tokenizer, config.num_codes)
-        encoded = _streamed(loaded, stream, config)
-    else:
-        encoded = _called(loaded, tokenizer, config)
+    # one worker task per model batch; prefetch_images kept ready
+    loaded = load_images(items, config, load_pixels=tokenizer.needs_image, pack_masks=True,
+                         pin_memory=tokenizer.device.type == "cuda", group_size=config.images_per_batch,
+                         prefetch_images=config.prefetch_images)
+    encoded = _streamed(loaded, tokenizer, config)
     bar = tqdm(total=len(items), desc=f"tokenize (rank {rank})", unit="img",
                disable=not config.progress, position=rank, leave=rank == 0)
     masks_done = 0
@@ -359,7 +259,7 @@ def iter_encoded(plan: ShardPlan, shards: list[InputShard], tokenizer: Any, conf
         bar.close()
 
 
-def _streamed(loader: Iterator[LoadedImageItem], encode_stream: Any, config: TokenizeConfig
+def _streamed(loader: Iterator[LoadedImageItem], tokenizer: Any, config: TokenizeConfig
               ) -> Iterator[tuple[LoadedImageItem, torch.Tensor | None]]:
     """Loaded images → ``encode_stream`` (images with masks only) → (item, codes) in loader order."""
     waiting: deque[LoadedImageItem] = deque()
@@ -370,7 +270,8 @@ def _streamed(loader: Iterator[LoadedImageItem], encode_stream: Any, config: Tok
             if item.masks.shape[0]:
                 yield item.pixels, item.masks
 
-    codes_stream = encode_stream(pairs(), batch_size=config.images_per_batch)
+    codes_stream = tokenizer.encode_stream(pairs(), num_codes=config.num_codes, batch_size=config.images_per_batch,
+                                           empty_masks=config.empty_masks)
     try:
         for codes in codes_stream:
             while not waiting[0].masks.shape[0]:
@@ -380,46 +281,6 @@ def _streamed(loader: Iterator[LoadedImageItem], encode_stream: Any, config: Tok
             yield waiting.popleft(), None
     finally:
         codes_stream.close()
-
-
-def _called(loader: Iterator[LoadedImageItem], tokenizer: Any, config: TokenizeConfig
-            ) -> Iterator[tuple[LoadedImageItem, torch.Tensor | None]]:
-    """Loaded images in groups of ``config.images_per_call`` → :func:`encode_many` → (item, codes)."""
-
-    def encode(batch: list[LoadedImageItem]) -> dict[int, torch.Tensor]:
-        to_encode = [i for i, item in enumerate(batch) if item.masks.shape[0]]
-        codes = encode_many(tokenizer, [batch[i].pixels for i in to_encode],
-                            [batch[i].masks for i in to_encode], config.num_codes,
-                            config.images_per_batch) if to_encode else []
-        return dict(zip(to_encode, codes))
-
-    def finish(batch: list[LoadedImageItem], job: Any) -> Iterator[tuple[LoadedImageItem, Any]]:
-        codes = job.result() if isinstance(job, Future) else job
-        for i, item in enumerate(batch):
-            yield item, codes.get(i)
-
-    pool = ThreadPoolExecutor(max_workers=1) if config.overlap else None
-    submit = (lambda batch: pool.submit(encode, batch)) if pool is not None else encode
-    in_flight: tuple[list[LoadedImageItem], Any] | None = None
-    buffer: list[LoadedImageItem] = []
-    try:
-        for item in loader:
-            buffer.append(item)
-            if len(buffer) >= config.images_per_call:
-                job, buffer = (buffer, submit(buffer)), []
-                if in_flight is not None:
-                    yield from finish(*in_flight)
-                in_flight = job
-        if buffer:
-            job = (buffer, submit(buffer))
-            if in_flight is not None:
-                yield from finish(*in_flight)
-            in_flight = job
-        if in_flight is not None:
-            yield from finish(*in_flight)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_pending(plan: ShardPlan, pending: list[InputShard], tokenizer: Any,
@@ -456,6 +317,9 @@ def _add_rows(rows: list[dict], item: LoadedImageItem, codes: torch.Tensor | Non
 
     limit = np.iinfo(np.uint16).max
     for inst, row in zip(item.instances, codes.tolist()):
+        if all(code == ABSENT_CODE for code in row):  # an empty mask kept as an absent entry
+            rows.append({**item.meta, **inst, "codes": None, "words": None})
+            continue
         if min(row) < 0 or max(row) > limit:
             raise ValueError(f"image {item.meta['image_id']!r}: codes {row} do not fit uint16")
         rows.append({**item.meta, **inst, "codes": row, "words": format_mask_words(row, vocabulary)})

@@ -335,7 +335,7 @@ def assign_shards(shards: list[InputShard], rank: int, world_size: int) -> list[
 # ---------------------------------------------------------------------------------------------
 # Output shard files (Parquet)
 # ---------------------------------------------------------------------------------------------
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vocabulary fields min_codes, pad_digits; null codes for absent masks
 
 
 def parquet_schema() -> Any:
@@ -344,7 +344,8 @@ def parquet_schema() -> Any:
     ``image_id`` / ``annotation_id`` are strings (COCO ints, YOLO file stems and SA-1B ids in one
     type); ``codes`` holds one small int per code position (level order for SAMTok, coarse to
     fine for HiMTok); ``words`` the mask words; ``box`` the tight inclusive ``[x1, y1, x2, y2]``
-    in pixels; ``area`` the area the source states (else the pixel count).
+    in pixels; ``area`` the area the source states (else the pixel count). ``codes``, ``words``
+    and ``box`` are null for an empty mask kept as an absent entry (``empty_masks="keep"``).
     """
     pa = pyarrow_module()
     return pa.schema([
@@ -399,9 +400,7 @@ def write_shard(path: Path, rows: list[dict], stats: dict[str, int], vocabulary:
 
 def vocabulary_fields(vocabulary: Any) -> dict[str, Any]:
     """The fields that rebuild a :class:`~masktok.words.MaskVocabulary`."""
-    return {"name": vocabulary.name, "codebook_size": vocabulary.codebook_size,
-            "num_levels": vocabulary.num_levels, "max_codes": vocabulary.max_codes,
-            "start_token": vocabulary.start_token, "end_token": vocabulary.end_token}
+    return vocabulary.to_dict()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +438,7 @@ def codebook_usage(chunks: Any, vocabulary: Any, top: int = 5) -> CodebookUsage:
     words = np.zeros(size ** vocabulary.max_codes if count_words else 0, dtype=np.int64)
     masks = 0
     for rows in chunks:
+        rows = [row for row in rows if row is not None]  # null: an empty mask kept as an absent entry
         for row in rows:
             if len(row) > vocabulary.max_codes or min(row) < 0 or max(row) >= size:
                 raise ValueError(f"codes {row} do not fit the {vocabulary.name} vocabulary")

@@ -18,14 +18,13 @@ from PIL import Image
 from masktok.demo.feedback import error_status, info_status, ok_status, warn
 from masktok.demo.highlight import MarkedSpan, highlighted_text
 from masktok.demo.inputs import DemoInputError, read_image_file
-from masktok.demo.models import DemoModels, tokenizer_image
+from masktok.demo.models import DemoModels, family_name
 from masktok.masks.render import render_masks
-from masktok.words import (HIMTOK_VOCABULARY, SAMTOK_VOCABULARY, MaskSpan, MaskVocabulary,
-                           SpanStatus, format_short, parse_mask_words)
+from masktok.words import MaskSpan, MaskVocabulary, SpanStatus, format_short, parse_mask_words
+from masktok.words.vocabulary import OFFICIAL_VOCABULARIES
 
 FILE_BOX_HEIGHT = 110
 OVERLAY_HEIGHT = 440
-FAMILY_NAMES = {"samtok": "SAMTok", "himtok": "HiMTok"}
 
 
 @dataclass
@@ -61,23 +60,16 @@ class DecodedText:
         return "; ".join(parts)
 
 
-def family_name(vocab: MaskVocabulary) -> str:
-    return FAMILY_NAMES.get(vocab.name, vocab.name)
-
-
-def other_vocabulary(vocab: MaskVocabulary) -> MaskVocabulary:
-    """The official vocabulary of the other tokenizer family."""
-    return SAMTOK_VOCABULARY if vocab.name == "himtok" else HIMTOK_VOCABULARY
-
-
 def foreign_words_problem(text: str, spans: list[MaskSpan], vocab: MaskVocabulary) -> str | None:
-    """A message when spans that ``vocab`` cannot read are well formed words of the other
-    tokenizer family (SAMTok spells codes ``<|mt_0011|>``, HiMTok ``<|mt_11|>``), else None."""
+    """A message when spans that ``vocab`` cannot read are well formed words of another official
+    vocabulary (SAMTok spells codes ``<|mt_0011|>``, HiMTok ``<|mt_11|>``), else None."""
     if not any(SpanStatus.MALFORMED_TOKEN in (s.status, *s.problems) for s in spans):
         return None
-    other = other_vocabulary(vocab)
-    readable = [s for s in parse_mask_words(text, other, lenient=True) if s.ok]
-    if not readable:
+    for other in OFFICIAL_VOCABULARIES.values():
+        readable = [s for s in parse_mask_words(text, other, lenient=True) if s.ok] if other != vocab else []
+        if readable:
+            break
+    else:
         return None
     example = text[readable[0].start:readable[0].end]
     return (f"text: {len(readable)} mask span(s) are words of a {family_name(other)} tokenizer "
@@ -94,7 +86,7 @@ def decode_text(tokenizer: Any, image: Image.Image, text: str) -> DecodedText:
     """
     if not text or not text.strip():
         raise DemoInputError("text: empty; paste a text holding mask words, e.g. a model's answer")
-    result = tokenizer.decode_words(tokenizer_image(tokenizer, image), text,
+    result = tokenizer.decode_words(tokenizer.embed_image(image), text,
                                     size=(image.height, image.width), lenient=True)
     spans = list(result.spans)
     if not spans:

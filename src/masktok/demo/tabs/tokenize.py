@@ -18,7 +18,7 @@ from PIL import Image
 from masktok.demo.feedback import error_status, ok_status, warn
 from masktok.demo.inputs import (DemoInputError, check_mask_size, check_not_empty, editor_image,
                                  editor_masks, editor_value, read_image_file, read_mask_file)
-from masktok.demo.models import DemoModels, tokenizer_image
+from masktok.demo.models import DemoModels
 from masktok.masks.iou import dense_intersection_union, iou_from_counts
 from masktok.eval.report import Overlay, render_overlay
 from masktok.words import format_mask_words, format_short
@@ -85,20 +85,11 @@ class Reconstruction:
 
 def prefix_reconstructions(tokenizer: Any, image: Any, codes: torch.Tensor,
                            size: tuple[int, int]) -> np.ndarray:
-    """codes (L,) → (L, H, W) bool: row k-1 decoded from the first k codes.
-
-    HiMTok decodes every prefix in one batched call (its ``lengths`` argument); other tokenizers
-    decode one prefix per call.
-    """
-    from masktok.tokenizers.himtok import HiMTok
-
+    """codes (L,) → (L, H, W) bool: row k-1 decoded from the first k codes, every prefix in one
+    batched call (the ``lengths`` argument)."""
     length = int(codes.shape[0])
-    if isinstance(tokenizer, HiMTok):
-        rows = codes[None].expand(length, length).clone()
-        out = tokenizer.decode(image, rows, size=size, lengths=torch.arange(1, length + 1))
-    else:
-        out = torch.cat([torch.as_tensor(tokenizer.decode(image, codes[None, :k], size=size))
-                         for k in range(1, length + 1)])
+    rows = codes[None].expand(length, length).clone()
+    out = tokenizer.decode(image, rows, size=size, lengths=torch.arange(1, length + 1))
     return out.detach().cpu().numpy().astype(bool)
 
 
@@ -109,7 +100,7 @@ def tokenize_mask(tokenizer: Any, image: Image.Image, mask: np.ndarray) -> Recon
         DemoInputError: a mask of another size than the image, or an empty mask.
     """
     mask = check_not_empty(check_mask_size(mask, image))
-    image_input = tokenizer_image(tokenizer, image)
+    image_input = tokenizer.embed_image(image)
     codes = tokenizer.encode(image_input, mask[None])[0]
     values = tuple(int(c) for c in codes.tolist())
     masks = prefix_reconstructions(tokenizer, image_input, codes, mask.shape)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from masktok.json_files import read_json_object
 from masktok.mllm.internvl.config import OFFICIAL_MODEL_TYPE, native_config, system_message, tiling
 from masktok.mllm.internvl.keys import AttentionShape, MappedState, map_official_tensor
 from masktok.mllm.internvl.tokenizer import build_processor, chat_template, convert_tokenizer
@@ -38,13 +39,11 @@ class ConversionError(ValueError):
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``ConversionError`` naming the file otherwise."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ConversionError(f"{path}: cannot read JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
-    return data
+        return read_json_object(path, error=ConversionError)
+    except FileNotFoundError as error:
+        raise ConversionError(str(error)) from None
 
 
 def is_official_internvl(folder: str | Path) -> bool:
@@ -167,10 +166,9 @@ def load_official_internvl(folder: str | Path, *, himtok_config: Any = None,
     if official.get("model_type") != OFFICIAL_MODEL_TYPE:
         raise ConversionError(f"{folder}/config.json: model_type {official.get('model_type')!r}, "
                               f"not an official InternVL chat folder ({OFFICIAL_MODEL_TYPE!r})")
-    from masktok.mllm.loading import sidecar_config
-    from masktok.tokenizers.himtok import official_config
+    from masktok.tokenizers.himtok import HiMTok, official_config
 
-    himtok_config = himtok_config or sidecar_config(folder, "internvl") or official_config()
+    himtok_config = himtok_config or HiMTok.read_sidecar_config(folder) or official_config()
     vocab = himtok_vocabulary(codebook_size=himtok_config.codebook_size, max_codes=himtok_config.max_codes)
     tokenizer = convert_tokenizer(folder, vocab, chat_template=chat_template(system_message(official)))
     llm = official.get("llm_config") or {}

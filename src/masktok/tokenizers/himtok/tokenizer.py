@@ -1,8 +1,9 @@
 """The public HiMTok tokenizer: binary masks ⇄ up to K codes ⇄ mask words.
 
 Image-free: the ``image`` argument of every method exists for interface parity with SAMTok and is
-not read (a path given there must still name an existing file, so a typo is not silently ignored). Masks of any size are stretched to the model frame (256×256, bilinear, as the official
-model) and decoded masks are stretched back to the size the caller asks for. Inputs may live on
+not read (a path given there must still name an existing file, so a typo is not silently ignored).
+Masks of any size are stretched to the model frame (256×256, bilinear, as the official model) and
+decoded masks are stretched back to the size the caller asks for. Inputs may live on
 any device; codes come back on the CPU, decoded masks as the caller asks (``output``): CPU bool
 tensors (default), tensors left on the tokenizer's device, or COCO RLE whose runs are found there.
 
@@ -20,7 +21,8 @@ boxes are found and cropped to frames.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from masktok.devices import resolve_device
-from masktok.tokenizers.base import DecodedWords
+from masktok.masks.tensors import as_mask_tensor
 from masktok.tokenizers.himtok import checkpoint
 from masktok.tokenizers.himtok.box_frame import (
     box_to_codes,
@@ -40,42 +42,23 @@ from masktok.tokenizers.himtok.box_frame import (
 )
 from masktok.tokenizers.himtok.box_paste import paste_dense, paste_host, paste_rles
 from masktok.tokenizers.himtok.config import HiMTokConfig, get_config, official_config
+from masktok.tokenizers.base import check_output
 from masktok.tokenizers.himtok.model import HiMTokModel
 from masktok.tokenizers.quantizers.vq import check_codes
+from masktok.tokenizers.tokenizer_base import MaskTokenizerBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from masktok.words import MaskVocabulary
 
 
-OUTPUTS = ("host", "device", "rle")
 # Bytes of host masks sent to the device at once when encoding, and of dense decoded logits made
 # there at once before they are copied to the host.
 CHUNK_BYTES = 1 << 28
 
 
-def _default_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 def _default_batch(device: torch.device) -> int:
     """Masks per model call: 256 on the CPU, 2048 on an accelerator."""
     return 256 if device.type == "cpu" else 2048
-
-
-def _check_output(output: str, return_logits: bool) -> str:
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if output == "rle" and return_logits:
-        raise ValueError("output='rle' holds binary masks; it cannot be combined with return_logits=True")
-    return output
-
-
-def _check_batch_size(batch_size: int | None, device: torch.device) -> int:
-    if batch_size is None:
-        return _default_batch(device)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
 
 
 def _check_size(size: Sequence[int] | None, default: int) -> tuple[int, int]:
@@ -95,23 +78,9 @@ def _check_threshold(threshold: float | None) -> float:
     return float(threshold)
 
 
-def _as_binary_masks(masks: Any) -> torch.Tensor:
-    """masks (N, H, W) bool / {0, 1} numpy or torch → bool tensor (N, H, W) on its device."""
-    if isinstance(masks, np.ndarray):
-        masks = torch.from_numpy(np.ascontiguousarray(masks))
-    if not isinstance(masks, torch.Tensor):
-        raise ValueError(f"masks must be a numpy array or torch tensor of shape (N, H, W), got {type(masks).__name__}")
-    if masks.ndim != 3:
-        raise ValueError(f"masks must have shape (N, H, W), got {tuple(masks.shape)}")
-    if masks.shape[1] == 0 or masks.shape[2] == 0:
-        raise ValueError(f"masks must have a non-empty height and width, got {tuple(masks.shape)}")
-    if masks.dtype == torch.bool:
-        return masks
-    if masks.is_complex():
-        raise ValueError(f"masks must be bool or hold only 0 and 1, got dtype {masks.dtype}")
-    if ((masks != 0) & (masks != 1)).any():  # NaN fails both comparisons too
-        raise ValueError("masks must be binary: bool or values in {0, 1}; found other values")
-    return masks != 0
+def _as_binary_masks(masks: Any, name: str = "masks") -> torch.Tensor:
+    """masks (N, H, W) binary, any size, or :class:`BitMasks` → bool tensor (N, H, W) on its device."""
+    return as_mask_tensor(masks, name)
 
 
 def _check_unread_image(image: Any) -> None:
@@ -140,73 +109,97 @@ def _probability_logits(probs: torch.Tensor) -> torch.Tensor:
     return torch.logit(probs.double()).float()
 
 
-class HiMTok:
+class HiMTok(MaskTokenizerBase):
     """HiMTok tokenizer (official or compact model) behind masktok's tokenizer interface.
 
-    Attributes:
-        model: the :class:`HiMTokModel` (eval mode).
-        config: its :class:`HiMTokConfig`.
+    Args (keyword-only):
+        model: the :class:`HiMTokModel` (moved to ``device``, cast, eval mode).
         device, dtype: where and in which precision it runs (bf16 on CUDA, fp32 on CPU by default).
+        mask_batch_size: most masks per model pass (default 256 on the CPU, 2048 on an accelerator).
+
+    Attributes:
+        config: the model's :class:`HiMTokConfig`.
     """
 
-    def __init__(self, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-        self.device = resolve_device(device)
-        self.dtype = dtype or _default_dtype(self.device)
+    family = "himtok"
+    display_name = "HiMTok"
+    needs_image = False
+    soft_decoding = True
+    official_layout = checkpoint.OFFICIAL_NAME
+    official_files = (checkpoint.OFFICIAL_NAME, "himtok_config.json")
+    config_class = HiMTokConfig
+    hub_files = (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME, *official_files)
+
+    def __init__(self, *, model: HiMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 mask_batch_size: int | None = None) -> None:
+        if mask_batch_size is None:
+            mask_batch_size = _default_batch(resolve_device(device))
+        super().__init__(model=model, device=device, dtype=dtype, mask_batch_size=mask_batch_size)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.config: HiMTokConfig = model.config
-        self._vocabulary: MaskVocabulary | None = None
+
+    def _batch(self, batch_size: int | None) -> int:
+        """A call's masks per model pass: ``batch_size``, or the tokenizer's ``mask_batch_size``."""
+        if batch_size is None:
+            return self.mask_batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return batch_size
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: str | HiMTokConfig, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None, seed: int | None = None) -> "HiMTok":
-        """A randomly initialised tokenizer for a config or a config name (see ``CONFIGS``)."""
-        config = get_config(config) if isinstance(config, str) else config
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(HiMTokModel(config), device=device, dtype=dtype)
+    def _build_model(cls, config: str | HiMTokConfig) -> HiMTokModel:
+        """``config``: a :class:`HiMTokConfig` or a config name (see ``CONFIGS``)."""
+        return HiMTokModel(get_config(config) if isinstance(config, str) else config)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
-        """Load a masktok folder (``config.json`` + ``model.safetensors``) or an official checkpoint
-        (``himtok.pth``, a folder holding it, or an LMM state dict with ``mask_decoder.`` keys).
-
-        ``config`` is only used for official checkpoints (default: :func:`official_config`).
-        """
+    def _load(cls, path: Path, *, device: str | torch.device, dtype: torch.dtype | None,
+              config: HiMTokConfig | None = None, **init_options: Any) -> "HiMTok":
+        """A masktok folder (``config.json`` + ``model.safetensors``) or an official checkpoint
+        (``himtok.pth``, a folder holding it, or an LMM state dict with ``mask_decoder.`` keys,
+        prefixes ``module.`` / ``mask_decoder.`` allowed, loaded strictly). ``config`` is only
+        used for official checkpoints (default: ``himtok_config.json`` beside them, else
+        :func:`official_config`)."""
         path = Path(path)
         if path.is_file() and path.name in (checkpoint.CONFIG_NAME, checkpoint.WEIGHTS_NAME) \
                 and (path.parent / checkpoint.CONFIG_NAME).is_file():
             path = path.parent  # a file of a masktok folder names the folder
+        if config is None and not (path.is_dir() and (path / checkpoint.CONFIG_NAME).is_file()
+                                   and not checkpoint.is_lmm_folder(path) and not checkpoint.is_vlm_folder(path)):
+            config = cls.read_sidecar_config(path if path.is_dir() else path.parent)
         if checkpoint.is_lmm_folder(path):  # InternVL2.5-HiMTok: HiMTok inside the weight shards
             return cls.from_official_state(checkpoint.read_lmm_shards(path), str(path), device=device,
-                                           dtype=dtype, config=config)
+                                           dtype=dtype, config=config, **init_options)
         if path.is_dir() and checkpoint.is_vlm_folder(path):  # a VLM's config.json beside himtok.pth
-            return cls.from_official(path / checkpoint.OFFICIAL_NAME, device=device, dtype=dtype, config=config)
+            return cls._from_official_file(path / checkpoint.OFFICIAL_NAME, device=device, dtype=dtype,
+                                           config=config, **init_options)
         if path.is_dir() and (path / checkpoint.CONFIG_NAME).is_file():
             folder_config = checkpoint.read_folder_config(path)
             weights = path / checkpoint.WEIGHTS_NAME
             model = HiMTokModel(folder_config)
             checkpoint.load_state_dict_strict(model, checkpoint.read_state_dict(weights), str(weights))
-            return cls(model, device=device, dtype=dtype)
+            return cls(model=model, device=device, dtype=dtype, **init_options)
         official = checkpoint.find_official_file(path)
         if official is None:
             raise ValueError(f"{path} is neither a HiMTok folder (config.json + {checkpoint.WEIGHTS_NAME}) "
                              f"nor an official checkpoint file / folder holding {checkpoint.OFFICIAL_NAME}")
-        return cls.from_official(official, device=device, dtype=dtype, config=config)
+        return cls._from_official_file(official, device=device, dtype=dtype, config=config, **init_options)
 
     @classmethod
-    def from_official(cls, path: str | Path, device: str | torch.device = "cpu",
-                      dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
-        """Load an official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.``
-        allowed), strictly but for :data:`~masktok.tokenizers.himtok.checkpoint.BENIGN_OFFICIAL_DIFFERENCES`."""
+    def _from_official_file(cls, path: Path, *, device: str | torch.device, dtype: torch.dtype | None,
+                            config: HiMTokConfig | None = None, **init_options: Any) -> "HiMTok":
+        """An official-layout checkpoint file (prefixes ``module.`` / ``mask_decoder.`` allowed)."""
         state = checkpoint.strip_official_prefixes(checkpoint.read_state_dict(path))
-        return cls.from_official_state(state, str(path), device=device, dtype=dtype, config=config)
+        return cls.from_official_state(state, str(path), device=device, dtype=dtype, config=config, **init_options)
 
     @classmethod
-    def from_official_state(cls, state: dict[str, torch.Tensor], source: str, device: str | torch.device = "cpu",
-                            dtype: torch.dtype | None = None, config: HiMTokConfig | None = None) -> "HiMTok":
-        """An official-layout state dict (no prefixes) → tokenizer (see :meth:`from_official`)."""
+    def from_official_state(cls, state: dict[str, torch.Tensor], source: str, *, device: str | torch.device = "cpu",
+                            dtype: torch.dtype | None = None, config: HiMTokConfig | None = None,
+                            **init_options: Any) -> "HiMTok":
+        """An official-layout state dict already in memory (no prefixes; e.g. the ``mask_decoder.*``
+        tensors of InternVL2.5-HiMTok shards) → tokenizer, loaded strictly but for
+        :data:`~masktok.tokenizers.himtok.checkpoint.BENIGN_OFFICIAL_DIFFERENCES`; ``source``
+        names it in errors. ``config`` default: :func:`official_config`."""
         config = config or official_config()
         if config.quantizer == "vq":  # every buffer is persistent: skip the random init
             with torch.device("meta"):
@@ -216,31 +209,22 @@ class HiMTok:
             model = HiMTokModel(config)
         state = checkpoint.fill_benign_official_keys(model, state, source)
         checkpoint.load_state_dict_strict(model, state, source)
-        return cls(model, device=device, dtype=dtype)
+        return cls(model=model, device=device, dtype=dtype, **init_options)
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (weights in the current dtype) into ``path``."""
-        checkpoint.save_folder(self.model, self.config, path)
-
-    def save_official(self, path: str | Path, prefix: str = "") -> None:
-        """Write the weights as an official-style flat torch state dict (e.g. ``himtok.pth``)."""
-        checkpoint.save_official(self.model, path, prefix=prefix)
+    def _save(self, folder: Path, layout: str) -> None:
+        """``masktok``: ``config.json`` + ``model.safetensors`` (weights in the current dtype);
+        ``official``: ``himtok.pth``, the official flat torch state dict."""
+        if layout == "official":
+            checkpoint.save_official(self.model, folder / checkpoint.OFFICIAL_NAME)
+        else:
+            checkpoint.save_folder(self.model, self.config, folder)
 
     # ---- vocabulary ---------------------------------------------------------------------------
-    @property
-    def max_codes(self) -> int:
-        """Longest code sequence per mask (32 for the official model)."""
-        return self.config.max_codes
-
-    @property
-    def vocabulary(self) -> "MaskVocabulary":
+    def _make_vocabulary(self) -> "MaskVocabulary":
         """The mask-word vocabulary: ``<|mt_start|>``, ``<|mt_end|>``, ``<|mt_{code}|>``."""
-        if self._vocabulary is None:
-            from masktok.words import himtok_vocabulary
+        from masktok.words import himtok_vocabulary
 
-            self._vocabulary = himtok_vocabulary(codebook_size=self.config.codebook_size,
-                                                 max_codes=self.max_codes)
-        return self._vocabulary
+        return himtok_vocabulary(codebook_size=self.config.codebook_size, max_codes=self.config.max_codes)
 
     # ---- encoding -----------------------------------------------------------------------------
     def prepare_masks(self, masks: Any) -> torch.Tensor:
@@ -282,40 +266,62 @@ class HiMTok:
         return codes, frames.to(self.dtype).expand(-1, self.config.in_channels, -1, -1)
 
     @torch.inference_mode()
-    def encode(self, image: Any, masks: Any, num_codes: int | None = None, batch_size: int | None = None
-               ) -> torch.Tensor:
-        """masks (N, H, W) binary → codes (N, num_codes or max_codes) int64 (CPU).
+    def _encode_pairs(self, pairs: Iterable[tuple[Any, Any]], *,
+                      batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The non-empty masks of ``batch_size`` pairs at a time share the model passes (the image
+        is not read, a path must name a file). Masks on the host travel to the device in chunks of
+        at most ``mask_batch_size`` masks and 256 MiB; at most about ``2 · mask_batch_size``
+        frames wait for a model pass. Box-first models: 4 box codes + the shape codes of the
+        frame, found on the device."""
+        source, offset = iter(pairs), 0
+        while group := list(islice(source, batch_size)):
+            for image, _ in group:
+                _check_unread_image(image)
+            stacks = [_as_binary_masks(masks, f"masks[{offset + i}]") for i, (_, masks) in enumerate(group)]
+            codes = [torch.zeros(stack.shape[0], self.max_codes, dtype=torch.long) for stack in stacks]
+            present = [torch.zeros(stack.shape[0], dtype=torch.bool) for stack in stacks]
+            pending: list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+            for index, stack in enumerate(stacks):
+                mask_bytes = stack[0].numel() if len(stack) else 1
+                per_chunk = max(1, min(self.mask_batch_size, CHUNK_BYTES // max(1, mask_bytes)))
+                for start in range(0, stack.shape[0], per_chunk):
+                    part = stack[start:start + per_chunk].to(self.device, non_blocking=True)
+                    flags = part.flatten(1).any(dim=1)
+                    rows = torch.nonzero(flags).flatten().cpu() + start
+                    present[index][rows] = True
+                    if rows.numel():
+                        box_codes, frames = self._model_inputs(part[flags])
+                        pending.append((index, rows, box_codes, frames))
+                    if sum(p[1].numel() for p in pending) >= self.mask_batch_size:
+                        self._encode_frames(pending, codes)
+                        pending = []
+            self._encode_frames(pending, codes)
+            yield from zip(codes, present)
+            offset += len(group)
 
-        ``image`` is ignored. ``num_codes`` keeps a prefix of the sequence (1 … max_codes).
-        Box-first models refuse empty masks. Masks on the host travel to the device in chunks of
-        at most ``batch_size`` masks (default 256 on the CPU, 2048 on an accelerator) and 256 MiB.
-        """
-        _check_unread_image(image)
-        num_codes = self.max_codes if num_codes is None else num_codes
-        if not isinstance(num_codes, int) or not 1 <= num_codes <= self.max_codes:
-            raise ValueError(f"num_codes must be an integer in [1, {self.max_codes}], got {num_codes!r}")
-        batch_size = _check_batch_size(batch_size, self.device)
-        binary = _as_binary_masks(masks)
-        count = binary.shape[0]
-        per_chunk = max(1, min(batch_size, CHUNK_BYTES // max(1, binary[0].numel() if count else 1)))
-        chunks, empty = [], []
-        for start in range(0, count, per_chunk):
-            part = binary[start:start + per_chunk].to(self.device, non_blocking=True)
-            if self.config.box_prefix:
-                blank = torch.nonzero(~part.flatten(1).any(dim=1)).flatten()
-                if blank.numel():
-                    empty.extend((blank + start).tolist())
-                    continue
-                box_codes, pixels = self._box_frames(part)
-                chunks.append(torch.cat([box_codes, self.model.encode(pixels).codes], dim=1))
-            else:
-                chunks.append(self.model.encode(self.prepare_masks(part)).codes)
-        if empty:
-            raise ValueError(f"masks {empty[:10]} are empty: a box-first tokenizer encodes a mask by its box, "
-                             f"which needs at least one foreground pixel")
-        if not chunks:
-            return torch.zeros(0, num_codes, dtype=torch.long)
-        return torch.cat(chunks)[:, :num_codes].cpu()
+    def _model_inputs(self, masks: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Non-empty masks (N, H, W) bool on the device → (box codes (N, 4) or None, model input
+        (N, C, S, S))."""
+        if self.config.box_prefix:
+            return self._box_frames(masks)
+        return None, self.prepare_masks(masks)
+
+    def _encode_frames(self, pending: list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor]],
+                       codes: list[torch.Tensor]) -> None:
+        """Encode the waiting frames in passes of ``mask_batch_size`` and write each mask's codes
+        (box codes first) into its pair's rows."""
+        if not pending:
+            return
+        frames = torch.cat([p[3] for p in pending])
+        shape_codes = torch.cat([self.model.encode(frames[i:i + self.mask_batch_size]).codes
+                                 for i in range(0, frames.shape[0], self.mask_batch_size)])
+        if self.config.box_prefix:
+            shape_codes = torch.cat([torch.cat([p[2] for p in pending]), shape_codes], dim=1)
+        shape_codes = shape_codes.cpu()
+        start = 0
+        for index, rows, _, _ in pending:
+            codes[index][rows] = shape_codes[start:start + rows.numel()]
+            start += rows.numel()
 
     # ---- decoding -----------------------------------------------------------------------------
     def _check_code_batch(self, codes: Any, lengths: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -344,7 +350,7 @@ class HiMTok:
         (a row with no shape code left gets +inf: its box is filled); :meth:`decode` pastes it.
         """
         codes, lengths = self._check_code_batch(codes, lengths)
-        return self._frame_logits(codes, lengths, _check_batch_size(batch_size, self.device)).cpu()
+        return self._frame_logits(codes, lengths, self._batch(batch_size)).cpu()
 
     def _frame_logits(self, codes: torch.Tensor, lengths: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """Checked codes and lengths (CPU) → frame logits (N, S, S) float32 on the device."""
@@ -378,41 +384,40 @@ class HiMTok:
         """codes (N, L) → mask probabilities (N, S, S) float32 in the S×S model frame (CPU); for
         box-first models the whole mask's S×S frame, the box frame pasted into it."""
         codes, lengths = self._check_code_batch(codes, lengths)
-        logits = self._frame_logits(codes, lengths, _check_batch_size(batch_size, self.device))
+        logits = self._frame_logits(codes, lengths, self._batch(batch_size))
         if not self.config.box_prefix:
             return torch.sigmoid(logits).cpu()
         size = (self.config.image_size, self.config.image_size)
         return paste_dense(torch.sigmoid(logits), self._boxes(codes, lengths, size), size, None).cpu()
 
     @torch.inference_mode()
-    def decode(self, image: Any, codes: Any, *, size: Sequence[int] | None = None, threshold: float | None = None,
-               return_logits: bool = False, lengths: Any = None, output: str = "host",
-               batch_size: int | None = None) -> torch.Tensor | list[dict]:
-        """codes (N, L) → masks (N, H, W) at ``size`` (default: the S×S model frame), stretched.
-
-        Args:
-            image: ignored.
-            codes: (N, L) int, 1 ≤ L ≤ max_codes.
-            size: (H, W) of the masks.
-            threshold: on the probability (default 0.5).
-            return_logits: float32 logits at ``size`` instead of masks (box-first: −inf outside the box).
-            lengths: (N,) decode row i from its first ``lengths[i]`` codes (ragged batches).
-            output: "host" (a CPU tensor, the default), "device" (left on the tokenizer's device),
-                or "rle" (N compressed COCO RLE dicts; runs found on the device, only inside each
-                box for box-first models).
-            batch_size: masks per model call (default 256 on the CPU, 2048 on an accelerator).
-        """
-        _check_unread_image(image)
-        height, width = _check_size(size, self.config.image_size)
+    def _decode_pairs(self, images: Sequence[Any], codes: list[torch.Tensor], *, lengths: list[torch.Tensor],
+                      sizes: Sequence[tuple[int, int] | None], threshold: float | None, return_logits: bool,
+                      batch_size: int, output: str = "host") -> list[torch.Tensor | list[dict]]:
+        """codes (N, L) → masks (N, H, W) at the size asked for (default: the S×S model frame),
+        stretched (box-first: pasted only inside each box). ``threshold`` applies to the
+        probability (default 0.5); ``return_logits`` gives float32 logits (box-first: −inf
+        outside the box). ``output``: "host" (CPU tensors), "device" (left on the tokenizer's
+        device) or "rle" (COCO RLE dicts whose runs are found on the device). The model decodes
+        ``mask_batch_size`` masks per call. The images are not read (a path must name a file)."""
+        del batch_size
+        for image in images:
+            _check_unread_image(image)
         threshold = _check_threshold(threshold)
-        output = _check_output(output, return_logits)
-        batch_size = _check_batch_size(batch_size, self.device)
-        codes, lengths = self._check_code_batch(codes, lengths)
-        logits = self._frame_logits(codes, lengths, batch_size)
-        if self.config.box_prefix:
-            return self._paste(torch.sigmoid(logits), self._boxes(codes, lengths, (height, width)),
-                               (height, width), threshold, return_logits, output)
-        return self._finish(logits, (height, width), threshold, return_logits, output)
+        output = check_output(output, return_logits)
+        out = []
+        for rows, kept, size in zip(codes, lengths, sizes):
+            height, width = _check_size(size, self.config.image_size)
+            rows, kept = self._check_code_batch(rows, kept)
+            if kept is not None and bool((kept == rows.shape[1]).all()):
+                kept = None  # every row whole: the model's full-length path
+            logits = self._frame_logits(rows, kept, self.mask_batch_size)
+            if self.config.box_prefix:
+                out.append(self._paste(torch.sigmoid(logits), self._boxes(rows, kept, (height, width)),
+                                       (height, width), threshold, return_logits, output))
+            else:
+                out.append(self._finish(logits, (height, width), threshold, return_logits, output))
+        return out
 
     def _paste(self, probs: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], threshold: float,
                return_logits: bool, output: str) -> torch.Tensor | list[dict]:
@@ -437,23 +442,21 @@ class HiMTok:
             host[start:start + per_chunk] = logits(slice(start, start + per_chunk)).cpu()
         return host
 
-    @staticmethod
-    def code_probs_from_logits(logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
-        """LMM logits over the code ids (..., V) → ``softmax(scale · logits)`` (the official scale is 2)."""
-        return torch.softmax(scale * logits.float(), dim=-1)
-
     @torch.inference_mode()
-    def decode_soft(self, code_probs: torch.Tensor, *, size: Sequence[int] | None = None,
+    def decode_soft(self, code_probs: torch.Tensor, *, image: Any = None, size: Sequence[int] | None = None,
                     threshold: float | None = None, return_logits: bool = False,
                     renormalize: bool | None = None, batch_size: int | None = None, output: str = "host"
                     ) -> torch.Tensor | list[dict]:
-        """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`).
+        """Soft decoding: code_probs (N, T, V), T ≤ max_codes → masks (N, H, W) (as :meth:`decode`;
+        the image is not read). ``code_probs_from_logits`` makes the probabilities from a VLM's
+        logits; ``batch_size``: masks per model call (default ``mask_batch_size``).
 
         Position t's token is the probability-weighted codebook mixture; ``renormalize`` as in
         :meth:`CosineVectorQuantizer.soft_lookup` (True: one-hot rows decode exactly like hard
         codes; False: the official LMM's raw mixture); None: ``config.soft_renormalize`` (False
         for the official model, so its default reproduces the official path).
         """
+        _check_unread_image(image)
         renormalize = self.config.soft_renormalize if renormalize is None else bool(renormalize)
         if not isinstance(code_probs, torch.Tensor) or code_probs.ndim != 3:
             raise ValueError(f"code_probs must be a tensor of shape (N, T, V), got "
@@ -463,8 +466,8 @@ class HiMTok:
                              f"got {code_probs.shape[1]}")
         height, width = _check_size(size, self.config.image_size)
         threshold = _check_threshold(threshold)
-        output = _check_output(output, return_logits)
-        batch_size = _check_batch_size(batch_size, self.device)
+        output = check_output(output, return_logits)
+        batch_size = self._batch(batch_size)
         skip, size_frame = self.config.box_codes, self.config.image_size
         count = code_probs.shape[0]
         logits = torch.full((count, size_frame, size_frame), float("inf"), device=self.device)
@@ -493,39 +496,3 @@ class HiMTok:
 
             return masks_to_rles_torch(maps)
         return maps if output == "device" else maps.cpu()
-
-    # ---- mask words ---------------------------------------------------------------------------
-    def encode_words(self, image: Any, masks: Any, num_codes: int | None = None) -> list[str]:
-        """masks (N, H, W) → N strings ``<|mt_start|><|mt_c0|>…<|mt_end|>``."""
-        from masktok.words import format_mask_words
-
-        codes = self.encode(image, masks, num_codes=num_codes)
-        return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
-
-    def decode_words(self, image: Any, text: str, *, size: Sequence[int] | None = None,
-                     lenient: bool = False, threshold: float | None = None) -> DecodedWords:
-        """Every decodable mask span of ``text`` → masks (M, H, W) plus the parse report.
-
-        Spans the parser marks as not decodable are reported in ``spans`` and not decoded.
-        ``size`` and ``threshold`` (a probability, default 0.5) as in :meth:`decode`.
-        """
-        from masktok.words import parse_mask_words
-
-        _check_unread_image(image)
-        height, width = _check_size(size, self.config.image_size)
-        threshold = _check_threshold(threshold)
-        spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
-        indices = [i for i, span in enumerate(spans) if span.decodable]
-        if not indices:
-            return DecodedWords(masks=torch.zeros(0, height, width, dtype=torch.bool), spans=spans,
-                                decoded_span_indices=[])
-        rows = [spans[i].codes for i in indices]
-        longest = max(len(row) for row in rows)
-        if longest > self.max_codes or min(len(row) for row in rows) < 1:
-            raise ValueError(f"a decodable span holds {longest} codes; this tokenizer takes 1 to {self.max_codes}")
-        codes = torch.zeros(len(rows), longest, dtype=torch.long)
-        for r, row in enumerate(rows):
-            codes[r, :len(row)] = torch.tensor(row, dtype=torch.long)
-        lengths = torch.tensor([len(row) for row in rows])
-        masks = self.decode(None, codes, size=(height, width), threshold=threshold, lengths=lengths)
-        return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)

@@ -12,6 +12,7 @@ nothing is refined.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,16 @@ from masktok.tokenizers.refine.refiner import REFINER_KINDS, SAMRefiner
 
 
 class RefinedTokenizer:
-    """A mask tokenizer + a refiner (see the module docstring).
+    """A mask tokenizer + a refiner (see the module docstring); a
+    :class:`~masktok.tokenizers.base.MaskTokenizer` itself, which reads the image (the refiner
+    does) whatever the wrapped family.
 
     Attributes:
         base: the wrapped tokenizer (SAMTok, HiMTok, …).
         refiner: the :class:`SAMRefiner`.
     """
+
+    needs_image = True  # the refiner reads the image
 
     def __init__(self, base: Any, refiner: SAMRefiner) -> None:
         if isinstance(base, RefinedTokenizer):
@@ -35,28 +40,56 @@ class RefinedTokenizer:
         self.base = base
         self.refiner = refiner
 
-    # Delegated: the wrapped tokenizer's words, encoding and soft-decoding helpers.
+    # The wrapped tokenizer's family, words, encoding and files ---------------------------------
+    @property
+    def family(self) -> str:
+        return self.base.family
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.base.display_name} + SAM 2 refiner"
+
+    @property
+    def soft_decoding(self) -> bool:
+        return self.base.soft_decoding
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
     @property
     def vocabulary(self) -> Any:
         return self.base.vocabulary
 
+    def save_pretrained(self, path: str | Path, *, layout: str = "masktok") -> None:
+        """The wrapped tokenizer's files (the refiner is saved on its own)."""
+        self.base.save_pretrained(path, layout=layout)
+
+    def embed_image(self, image: Any, **options: Any) -> Any:
+        """The image itself: the refiner needs the pixels, never a cached embedding."""
+        return image
+
+    def capture_image_encoder(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        self.base.capture_image_encoder(batch_sizes)
+
     def encode(self, image: Any, masks: Any, **kwargs: Any) -> torch.Tensor:
         return self.base.encode(image, masks, **kwargs)
 
-    def encode_words(self, image: Any, masks: Any, **kwargs: Any) -> list[str]:
+    def encode_batch(self, images: Sequence[Any], masks: Sequence[Any], **kwargs: Any) -> list[torch.Tensor]:
+        return self.base.encode_batch(images, masks, **kwargs)
+
+    def encode_stream(self, pairs: Iterable[tuple[Any, Any]], **kwargs: Any) -> Iterator[torch.Tensor]:
+        return self.base.encode_stream(pairs, **kwargs)
+
+    def encode_words(self, image: Any, masks: Any, **kwargs: Any) -> list[str | None]:
         return self.base.encode_words(image, masks, **kwargs)
 
-    def code_probs_from_logits(self, logits: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.base.code_probs_from_logits(logits, *args, **kwargs)
-
-    def save_pretrained(self, path: str | Path) -> None:
-        """The wrapped tokenizer's files (the refiner is saved on its own)."""
-        self.base.save_pretrained(path)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "embed_image":  # the refiner needs the image itself, never a cached embedding
-            raise AttributeError(name)
-        return getattr(self.base, name)
+    def code_probs_from_logits(self, logits: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+        return self.base.code_probs_from_logits(logits, scale)
 
     # Refined decoding --------------------------------------------------------------------------
     @staticmethod
@@ -80,13 +113,24 @@ class RefinedTokenizer:
         return self.refine_probabilities(image, torch.sigmoid(logits.float()), tuple(logits.shape[-2:]),
                                          return_logits=return_logits)
 
+    def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
+                     sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
+                     return_logits: bool = False, lengths: Sequence[Any] | None = None, batch_size: int = 8,
+                     **kwargs: Any) -> list[torch.Tensor]:
+        """:meth:`decode` per image (each image is refined on its own)."""
+        del batch_size
+        if len(images) != len(codes):
+            raise ValueError(f"got {len(images)} images but {len(codes)} code tensors")
+        return [self.decode(image, c, size=None if sizes is None else sizes[i], threshold=threshold,
+                            return_logits=return_logits, lengths=None if lengths is None else lengths[i], **kwargs)
+                for i, (image, c) in enumerate(zip(images, codes))]
+
     def decode_soft(self, code_probs: torch.Tensor, *, image: Any = None, size: tuple[int, int] | None = None,
-                    return_logits: bool = False, **kwargs: Any) -> torch.Tensor:
+                    threshold: float | None = None, return_logits: bool = False, **kwargs: Any) -> torch.Tensor:
         """Soft decoding (as the wrapped tokenizer's) of ``image``'s masks, then refinement."""
-        if not hasattr(self.base, "decode_soft"):
-            raise ValueError(f"decode_soft: {type(self.base).__name__} has no soft decoding")
-        kwargs.pop("threshold", None)
-        logits = self.base.decode_soft(code_probs, size=size, return_logits=True, **kwargs)
+        del threshold
+        self._check_image(image)
+        logits = self.base.decode_soft(code_probs, image=image, size=size, return_logits=True, **kwargs)
         return self.refine_probabilities(image, torch.sigmoid(logits.float()), tuple(logits.shape[-2:]),
                                          return_logits=return_logits)
 
@@ -97,6 +141,7 @@ class RefinedTokenizer:
         plain = self.base.decode_words(image, text, size=size, lenient=lenient, **kwargs)
         if not plain.decoded_span_indices:
             return plain
+        decode_options = {k: v for k, v in kwargs.items() if k not in ("chunk_size", "max_spans")}
         out_size = tuple(plain.masks.shape[-2:])
         masks = torch.zeros_like(plain.masks)
         groups: dict[int, list[int]] = {}
@@ -104,7 +149,7 @@ class RefinedTokenizer:
             groups.setdefault(len(plain.spans[index].codes), []).append(row)
         for _, rows in groups.items():
             codes = torch.tensor([list(plain.spans[plain.decoded_span_indices[r]].codes) for r in rows])
-            masks[rows] = self.decode(image, codes, size=out_size).to(masks.device)
+            masks[rows] = self.decode(image, codes, size=out_size, **decode_options).to(masks.device)
         return DecodedWords(masks=masks, spans=plain.spans, decoded_span_indices=plain.decoded_span_indices)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from masktok.json_files import read_json_object
 from masktok.tokenizers.samtok.checkpoint import (
     TOKENIZER_SAM2_PREFIX,
     CheckpointError,
@@ -83,16 +84,7 @@ def is_masktok_folder(folder: Path) -> bool:
 def load_masktok(folder: Path, *, config: SAMTokConfig | None = None) -> SAMTokModel:
     """masktok's own format: ``config.json`` + ``model.safetensors`` with the model's key names."""
     if config is None:
-        config_path = folder / CONFIG_FILE
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found")
-        try:
-            data = json.loads(config_path.read_text())
-        except ValueError as err:
-            raise CheckpointError(f"{config_path} is not valid JSON: {err}") from err
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{config_path} must hold a JSON object")
-        config = SAMTokConfig.from_dict(data)
+        config = SAMTokConfig.from_dict(read_json_object(folder / CONFIG_FILE, error=CheckpointError))
     weights = folder / WEIGHTS_FILE
     state = read_safetensors_state(weights)
     with torch.device("meta"):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from masktok.masks.bits import BitMasks
+from masktok.masks.tensors import as_mask_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,46 +120,16 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def as_mask_batch(masks: object, size: tuple[int, int], name: str = "masks",
-                  require_foreground: bool = True) -> torch.Tensor:
-    """Binary masks (N, H, W) — bool, or integer/float holding only 0 and 1; numpy, torch, or a
-    list of (H, W) arrays — → bool tensor (on the host for host inputs, else where they are); or
-    :class:`~masktok.masks.BitMasks`, returned as they are (packed, for the device to unpack).
-    (H, W) must equal ``size``; with ``require_foreground`` every mask needs a foreground pixel."""
-    if isinstance(masks, BitMasks):
-        _check_mask_size(masks.shape, size, name)
-        if require_foreground and len(masks):
-            _raise_if_empty(~masks.any(), name)
-        return masks
-    if isinstance(masks, (list, tuple)):
-        if len(masks) == 0:
-            return torch.zeros(0, *size, dtype=torch.bool)
-        masks = np.stack([np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m) for m in masks])
-    if isinstance(masks, np.ndarray):
-        if masks.dtype == object:
-            raise ValueError(f"{name} must be a numeric or bool array, got dtype object")
-        masks = torch.from_numpy(np.ascontiguousarray(masks))
-    if not isinstance(masks, torch.Tensor):
-        raise ValueError(f"{name} must be an (N, H, W) array or tensor of binary masks, got {type(masks).__name__}")
-    if masks.dim() != 3:
-        raise ValueError(f"{name} must have shape (N, H, W), got {tuple(masks.shape)}")
-    _check_mask_size(masks.shape, size, name)
-    if masks.dtype != torch.bool:
-        if masks.is_complex():
-            raise ValueError(f"{name} must be real-valued, got dtype {masks.dtype}")
-        if masks.dtype.is_floating_point and torch.isnan(masks).any():
-            raise ValueError(f"{name} contain NaN")
-        if ((masks != 0) & (masks != 1)).any():
-            raise ValueError(f"{name} must be binary (only 0 and 1), found other values")
-        masks = masks != 0
-    if require_foreground and masks.shape[0] > 0:
-        _raise_if_empty(~masks.reshape(masks.shape[0], -1).any(dim=1), name)
+                  require_foreground: bool = True) -> torch.Tensor | BitMasks:
+    """Binary masks (N, H, W) at the image's ``size`` → bool tensor (on the host for host inputs,
+    else where they are), or :class:`~masktok.masks.BitMasks` returned as they are (packed, for the
+    device to unpack); see :func:`masktok.masks.tensors.as_mask_tensor`. With
+    ``require_foreground`` every mask needs a foreground pixel."""
+    masks = as_mask_tensor(masks, name, size=size, keep_packed=True)
+    if require_foreground and len(masks):
+        _raise_if_empty(~masks.any() if isinstance(masks, BitMasks)
+                        else ~masks.reshape(masks.shape[0], -1).any(dim=1), name)
     return masks
-
-
-def _check_mask_size(shape: tuple[int, ...], size: tuple[int, int], name: str) -> None:
-    if tuple(shape[1:]) != tuple(size):
-        raise ValueError(f"{name} have size {tuple(shape[1:])} but the image is {tuple(size)} (H, W); "
-                         "masks must be given at the image's size")
 
 
 def _raise_if_empty(empty: torch.Tensor, name: str) -> None:

@@ -13,7 +13,9 @@ Every image is encoded once and all its masks go through the mask encoder / deco
 as ``cache=`` reuses embeddings across calls; ``encode_batch`` / ``decode_batch`` take many
 images (per-image mask lists), ``encode_stream`` an iterable of (image, masks) pairs read lazily
 (a data loader); host preprocessing runs on worker threads while the device works.
-Results are returned on the CPU. Exactly the official behaviour: see ``DESIGN.md`` §3.
+Results are returned on the CPU. Exactly the official behaviour: see ``DESIGN.md`` §3. The words,
+the empty-mask policy, loading and saving come from
+:class:`~masktok.tokenizers.tokenizer_base.MaskTokenizerBase`.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from masktok.devices import resolve_device
 from masktok.masks.bits import BitMasks
-from masktok.tokenizers.base import DecodedWords
 from masktok.tokenizers.samtok.checkpoint import save_official_checkpoint
 from masktok.tokenizers.samtok.config import SAMTokConfig
 from masktok.tokenizers.samtok.cuda_graph import GraphedImageEncoder
 from masktok.tokenizers.samtok.embedding_cache import ImageEmbedding, ImageEmbeddingCache, image_digest
-from masktok.tokenizers.samtok.loading import CONFIG_FILE, WEIGHTS_FILE, load_model
+from masktok.tokenizers.samtok.loading import (CONFIG_FILE, META_SAM2_GLOB, OFFICIAL_TOKENIZER_GLOB, WEIGHTS_FILE,
+                                              is_masktok_folder, load_model)
 from masktok.tokenizers.samtok.model import ImageFeatures, SAMTokModel
 from masktok.tokenizers.samtok.pil_resize import pil_bicubic_resize
 from masktok.tokenizers.samtok.preprocess import (
@@ -49,6 +50,7 @@ from masktok.tokenizers.samtok.preprocess import (
     soft_mask_prompts,
 )
 from masktok.tokenizers.samtok.transfer import HostTransfers, Pending
+from masktok.tokenizers.tokenizer_base import MaskTokenizerBase
 
 MASK_COUNT_MULTIPLE = 16  # the compiled mask side sees mask counts padded to a multiple of this
 
@@ -68,30 +70,34 @@ class _Prepared:
     source: Any = None  # the caller's image, to resize later if a cached embedding was evicted
 
 
-class SAMTok:
+class SAMTok(MaskTokenizerBase):
     """The SAMTok mask tokenizer (see the module docstring).
 
-    Args:
+    Args (keyword-only):
         model: the network (moved to ``device`` and cast here).
         device: where it runs.
         dtype: compute dtype of the encoders/decoder; default bf16 on CUDA, float32 elsewhere.
+        mask_batch_size: most masks per mask-encoder / decoder pass.
         compile: ``torch.compile`` the image encoder (static shapes) and the encode side's mask
             path (boxes and soft masks → codes; the mask count is dynamic). Faster, not
             bit-exact: fused bf16 kernels round differently, so a few codes can differ from the
             eager path's (see BENCHMARKS.md).
-        mask_batch_size: most masks per mask-encoder / decoder pass.
         num_workers: threads for image loading and resizing in the batched calls.
     """
 
-    def __init__(self, model: SAMTokModel, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 compile: bool = False, mask_batch_size: int = 256, num_workers: int | None = None) -> None:
-        self.device = resolve_device(device)
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+    family = "samtok"
+    display_name = "SAMTok"
+    needs_image = True
+    official_layout = "mask_tokenizer_<codebook_size>x<depth>.pth"
+    official_files = (OFFICIAL_TOKENIZER_GLOB, META_SAM2_GLOB, "samtok_config.json")
+    config_class = SAMTokConfig
+    hub_files = (CONFIG_FILE, WEIGHTS_FILE, *official_files)
+
+    def __init__(self, *, model: SAMTokModel, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 mask_batch_size: int = 256, compile: bool = False, num_workers: int | None = None) -> None:
+        super().__init__(model=model, device=device, dtype=dtype, mask_batch_size=mask_batch_size)
         self.model = model.set_compute_dtype(self.dtype).to(self.device).eval()
         self.config: SAMTokConfig = model.config
-        self.mask_batch_size = mask_batch_size
         self.num_workers = num_workers or min(8, os.cpu_count() or 1)
         self._encoder: Callable[[torch.Tensor], ImageFeatures] = model.image_features
         self._compiled_mask_codes: Callable[..., torch.Tensor] | None = None
@@ -99,57 +105,51 @@ class SAMTok:
             self._encoder = torch.compile(model.image_features, dynamic=False)
             self._compiled_mask_codes = torch.compile(self._mask_codes, dynamic=True)
         self._graphs: GraphedImageEncoder | None = None
-        self._vocabulary = None
         self._transfers = HostTransfers(self.device)
         self._resize_on_device = self.device.type == "cuda"  # exact PIL bicubic as tensor ops
 
     # Construction & saving -------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: SAMTokConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                    seed: int | None = None, **kwargs: Any) -> "SAMTok":
-        """A tokenizer with random weights (tests, benchmarks, training from scratch)."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(SAMTokModel(config), device=device, dtype=dtype, **kwargs)
+    def _build_model(cls, config: SAMTokConfig) -> SAMTokModel:
+        return SAMTokModel(config)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                        *, config: SAMTokConfig | None = None, sam2_checkpoint: str | Path | None = None,
-                        **kwargs: Any) -> "SAMTok":
-        """Load from a masktok folder, an official ``mask_tokenizer_*.pth`` (+ ``sam2_checkpoint``),
-        or an official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`."""
-        device = resolve_device(device)  # before the (slow) load
+    def _load(cls, path: Path, *, device: str | torch.device, dtype: torch.dtype | None,
+              config: SAMTokConfig | None = None, sam2_checkpoint: str | Path | None = None,
+              **init_options: Any) -> "SAMTok":
+        """A masktok folder, an official ``mask_tokenizer_*.pth`` (+ ``sam2_checkpoint``), or an
+        official VLM folder holding both; see :mod:`masktok.tokenizers.samtok.loading`. Official
+        files take ``config`` (default: ``samtok_config.json`` beside them, else the preset
+        their shapes match)."""
+        path = Path(path)
+        official = not (is_masktok_folder(path) if path.is_dir() else
+                        path.name == CONFIG_FILE or path.suffix == ".safetensors")
+        if config is None and official:
+            config = cls.read_sidecar_config(path if path.is_dir() else path.parent)
         model = load_model(path, config=config, sam2_checkpoint=sam2_checkpoint)
-        return cls(model, device=device, dtype=dtype, **kwargs)
+        return cls(model=model, device=device, dtype=dtype, **init_options)
 
-    def save_pretrained(self, path: str | Path, *, layout: str = "masktok") -> None:
-        """``layout="masktok"``: ``config.json`` + ``model.safetensors`` (float32) in folder ``path``;
-        ``layout="official"``: ``mask_tokenizer_<K>x<depth>.pth`` in folder ``path``."""
-        from safetensors.torch import save_file
-
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+    def _save(self, folder: Path, layout: str) -> None:
+        """``masktok``: ``config.json`` + ``model.safetensors`` (float32); ``official``:
+        ``mask_tokenizer_<K>x<depth>.pth``."""
         if layout == "official":
             cfg = self.config
-            save_official_checkpoint(self.model, folder / f"mask_tokenizer_{cfg.codebook_size}x{cfg.codebook_depth}.pth")
+            name = f"mask_tokenizer_{cfg.codebook_size}x{cfg.codebook_depth}.pth"
+            save_official_checkpoint(self.model, folder / name)
             return
-        if layout != "masktok":
-            raise ValueError(f"layout must be 'masktok' or 'official', got {layout!r}")
         import json
+
+        from safetensors.torch import save_file
 
         (folder / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         state = {k: v.detach().cpu().float().contiguous().clone() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "tokenizer_type": "samtok"})
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "tokenizer_type": self.family})
 
-    @property
-    def vocabulary(self):
+    def _make_vocabulary(self):
         """The grammar's :class:`~masktok.words.MaskVocabulary` for this codebook size and depth."""
-        if self._vocabulary is None:
-            from masktok.words import samtok_vocabulary
+        from masktok.words import samtok_vocabulary
 
-            self._vocabulary = samtok_vocabulary(codebook_size=self.config.codebook_size,
-                                                 depth=self.config.codebook_depth)
-        return self._vocabulary
+        return samtok_vocabulary(codebook_size=self.config.codebook_size, depth=self.config.codebook_depth)
 
     # Latency mode ------------------------------------------------------------------------------
     def capture_image_encoder(self, batch_sizes: Sequence[int] = (1,),
@@ -175,47 +175,27 @@ class SAMTok:
         return out
 
     # Encode ------------------------------------------------------------------------------------
-    def encode(self, image: Any, masks: Any, *, cache: ImageEmbeddingCache | None = None) -> torch.Tensor:
-        """Masks (N, H, W) at the image's size → codes (N, depth) int64 (CPU). N may be 0."""
-        return self.encode_batch([image], [masks], batch_size=1, cache=cache)[0]
-
-    def encode_batch(self, images: Sequence[Any], masks: Sequence[Any], *, batch_size: int = 8,
-                     cache: ImageEmbeddingCache | None = None) -> list[torch.Tensor]:
-        """Per-image mask lists → per-image codes (N_i, depth); each image is encoded once."""
-        if len(images) != len(masks):
-            raise ValueError(f"got {len(images)} images but {len(masks)} mask lists")
-        return list(self.encode_stream(list(zip(images, masks)), batch_size=batch_size, cache=cache))
-
-    def encode_stream(self, pairs: Iterable[tuple[Any, Any]], *, batch_size: int = 8,
-                      cache: ImageEmbeddingCache | None = None) -> Iterator[torch.Tensor]:
-        """(image, masks (N_i, H_i, W_i) or :class:`~masktok.masks.BitMasks`) pairs, e.g. from a
-        data loader → codes (N_i, depth) per pair, in order. ``pairs`` is read lazily,
-        ``batch_size`` images at a time: the next batch is read and prepared while the device
-        works on the current one, and the codes of a batch come out once the device has moved on
-        to the next. An empty mask raises ``ValueError`` (found on the device; reported when its
-        batch's codes come back)."""
-        pending: tuple[Pending, list[int], int] | None = None
+    def _encode_pairs(self, pairs: Iterable[tuple[Any, Any]], *, batch_size: int,
+                      cache: ImageEmbeddingCache | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(image, masks) pairs read lazily, ``batch_size`` images at a time: the next batch is
+        read and prepared while the device works on the current one, and the codes of a batch
+        come out once the device has moved on to the next. Whether each mask has a foreground
+        pixel is found on the device, so the host never scans the masks."""
+        pending: tuple[Pending, list[int]] | None = None
         for chunk, chunk_masks, features, offset in self._feature_chunks(pairs, batch_size, cache,
                                                                          skip=lambda m: len(m) == 0):
             codes, present, counts = self._launch_encode(chunk, features, chunk_masks, offset)
             if pending is not None:  # one chunk behind: the device already has the next one queued
                 yield from self._finish_encode(*pending)
-            pending = (self._transfers.download([codes, present]), counts, offset)
+            pending = (self._transfers.download([codes, present]), counts)
         if pending is not None:
             yield from self._finish_encode(*pending)
 
-    def _finish_encode(self, done: Pending, counts: list[int], offset: int) -> Iterator[torch.Tensor]:
+    def _finish_encode(self, done: Pending, counts: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         codes, present = done.result()
-        if not bool(present.all()):
-            first = int((~present).nonzero()[0])
-            bounds = np.cumsum(counts)
-            row = int(np.searchsorted(bounds, first, side="right"))
-            mask = first - (int(bounds[row - 1]) if row else 0)
-            raise ValueError(f"masks[{offset + row}][{mask}] is empty (no foreground pixel): "
-                             "an empty mask has no box and cannot be tokenized")
         depth = self.config.codebook_depth
-        for part in codes.split(counts):
-            yield part if part.shape[0] else torch.zeros(0, depth, dtype=torch.long)
+        for part, flags in zip(codes.split(counts), present.split(counts)):
+            yield (part if part.shape[0] else torch.zeros(0, depth, dtype=torch.long)), flags
 
     @torch.inference_mode()
     def _launch_encode(self, chunk: list[_Prepared], features: ImageFeatures | None, chunk_masks: Sequence[Any],
@@ -263,43 +243,35 @@ class SAMTok:
         return self._compiled_mask_codes(image_rows, boxes, prompts)[:count]
 
     # Decode ------------------------------------------------------------------------------------
-    def decode(self, image: Any, codes: Any, *, size: tuple[int, int] | None = None, threshold: float | None = None,
-               return_logits: bool = False, cache: ImageEmbeddingCache | None = None,
-               partial: str = "level0_only") -> torch.Tensor:
-        """Codes (N, L), L ≤ depth (a prefix; −1 marks a trailing level left out) → masks (N, H, W)
-        bool (CPU), or float32 logits if ``return_logits``. Out-of-range codes raise ``ValueError``.
+    def _decode_pairs(self, images: Sequence[Any], codes: list[torch.Tensor], *, lengths: list[torch.Tensor],
+                      sizes: Sequence[tuple[int, int] | None], threshold: float | None, return_logits: bool,
+                      batch_size: int, cache: ImageEmbeddingCache | None = None,
+                      partial: str = "level0_only") -> list[torch.Tensor]:
+        """Codes (N, L), L ≤ depth (−1 marks a trailing level left out; ``lengths`` leave out the
+        levels past them) → masks at ``sizes`` (default: the image's size); each image is
+        encoded once. Out-of-range codes raise ``ValueError``. ``threshold``: logit threshold
+        after the bilinear resize (default: the config's 0.5).
 
         ``partial`` (see :data:`PARTIAL_MODES`): how a level left out decodes. ``"level0_only"``
         (default): with the codewords of the levels given alone, what the design asks for.
         ``"reference"``: as the official code and demo do (they overwrite −1 with 0 in place), a
         missing level takes its codebook's row 0 — offered to reproduce their outputs.
         """
-        return self.decode_batch([image], [codes], sizes=None if size is None else [size], threshold=threshold,
-                                 return_logits=return_logits, batch_size=1, cache=cache, partial=partial)[0]
-
-    def decode_batch(self, images: Sequence[Any], codes: Sequence[Any], *,
-                     sizes: Sequence[tuple[int, int] | None] | None = None, threshold: float | None = None,
-                     return_logits: bool = False, batch_size: int = 8,
-                     cache: ImageEmbeddingCache | None = None, partial: str = "level0_only") -> list[torch.Tensor]:
-        """Per-image codes → per-image masks (N_i, H_i, W_i); each image is encoded once.
-        ``threshold``: logit threshold after the bilinear resize (default: the config's 0.5);
-        ``partial``: as in :meth:`decode`."""
-        if len(images) != len(codes):
-            raise ValueError(f"got {len(images)} images but {len(codes)} code tensors")
         if partial not in PARTIAL_MODES:
             raise ValueError(f"partial: expected one of {PARTIAL_MODES}, got {partial!r}")
-        if sizes is not None and len(sizes) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(sizes)} output sizes")
-        checked = [self._check_codes(c, f"codes[{i}]") for i, c in enumerate(codes)]
-        if partial == "reference":
-            checked = [self._reference_partial(c) for c in checked]
+        checked = []
+        for i, (rows, kept) in enumerate(zip(codes, lengths)):
+            rows = rows.clone()
+            rows[torch.arange(rows.shape[1])[None, :] >= kept[:, None]] = -1
+            rows = self.model.quantizer.check_codes(rows, f"codes[{i}]")
+            checked.append(self._reference_partial(rows) if partial == "reference" else rows)
         threshold = self.config.mask_threshold if threshold is None else float(threshold)
         results: list[torch.Tensor] = []
         pending: Pending | None = None
         for chunk, chunk_codes, features, offset in self._feature_chunks(list(zip(images, checked)), batch_size, cache,
                                                                          skip=lambda c: len(c) == 0):
-            out_sizes = [tuple(sizes[offset + r]) if sizes is not None and sizes[offset + r] is not None
-                         else item.size for r, item in enumerate(chunk)]
+            out_sizes = [tuple(sizes[offset + r]) if sizes[offset + r] is not None else item.size
+                         for r, item in enumerate(chunk)]
             launched = self._launch_decode(features, chunk_codes, out_sizes, threshold, return_logits)
             if pending is not None:  # one chunk behind: the device already has the next one queued
                 results.extend(pending.result())
@@ -313,18 +285,6 @@ class SAMTok:
         full = torch.zeros(codes.shape[0], self.config.codebook_depth, dtype=torch.long)
         full[:, : codes.shape[1]] = codes
         return full.clamp_min(0)
-
-    def _check_codes(self, codes: Any, name: str) -> torch.Tensor:
-        if not isinstance(codes, torch.Tensor):
-            array = np.asarray(codes)
-            if array.size == 0:
-                array = array.reshape(0, self.config.codebook_depth).astype(np.int64)
-            if array.dtype.kind not in "iu":
-                raise ValueError(f"{name} must hold integer codes, got dtype {array.dtype}")
-            codes = torch.from_numpy(array.astype(np.int64))
-        if codes.dim() != 2:
-            raise ValueError(f"{name} must have shape (N, L), got {tuple(codes.shape)}")
-        return self.model.quantizer.check_codes(codes.cpu(), name)
 
     @torch.inference_mode()
     def _launch_decode(self, features: ImageFeatures | None, codes: list[torch.Tensor], sizes: list[tuple[int, int]],
@@ -352,33 +312,6 @@ class SAMTok:
             start += n
             out.append(logits if return_logits else logits > threshold)
         return out
-
-    # Words -------------------------------------------------------------------------------------
-    def encode_words(self, image: Any, masks: Any, *, cache: ImageEmbeddingCache | None = None) -> list[str]:
-        """Masks (N, H, W) → N mask-word strings (``<|mt_start|><|mt_0011|><|mt_0347|><|mt_end|>``)."""
-        from masktok.words import format_mask_words
-
-        codes = self.encode(image, masks, cache=cache)
-        return [format_mask_words(row.tolist(), self.vocabulary) for row in codes]
-
-    def decode_words(self, image: Any, text: str, *, size: tuple[int, int] | None = None, lenient: bool = False,
-                     threshold: float | None = None, cache: ImageEmbeddingCache | None = None,
-                     partial: str = "level0_only") -> DecodedWords:
-        """Every decodable mask span of ``text`` → masks (M, H, W) bool, plus the parse report.
-        Strict mode raises on malformed words; lenient mode decodes what it can (a level-0-only
-        word with its level-0 codeword, or as the reference does with ``partial="reference"``)
-        and reports the rest."""
-        from masktok.words import parse_mask_words
-
-        spans = parse_mask_words(text, self.vocabulary, lenient=lenient)
-        indices = [i for i, span in enumerate(spans) if span.decodable]
-        depth = self.config.codebook_depth
-        codes = torch.full((len(indices), depth), -1, dtype=torch.long)
-        for row, i in enumerate(indices):
-            span_codes = list(spans[i].codes)[:depth]
-            codes[row, : len(span_codes)] = torch.tensor(span_codes, dtype=torch.long)
-        masks = self.decode(image, codes, size=size, threshold=threshold, cache=cache, partial=partial)
-        return DecodedWords(masks=masks, spans=spans, decoded_span_indices=indices)
 
     # Image pipeline ----------------------------------------------------------------------------
     def _embedding(self, features: ImageFeatures, row: int, size: tuple[int, int]) -> ImageEmbedding:

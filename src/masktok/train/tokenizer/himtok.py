@@ -48,25 +48,25 @@ class HiMTokRecipe:
 
         self.config = config
         self.ctx = ctx
-        if config.init_from:
-            self.model = HiMTok.from_pretrained(config.init_from, device="cpu", dtype=torch.float32).model.train()
-        elif Path(config.model).is_dir():
-            self.model = HiMTok.from_pretrained(config.model, device="cpu", dtype=torch.float32).model.train()
+        family = config.tokenizer
+        if family.init_from or Path(family.model).is_dir():
+            start = family.init_from or family.model
+            self.model = HiMTok.from_pretrained(start, device="cpu", dtype=torch.float32).model.train()
         else:
-            self.model = HiMTokModel(get_config(config.model))
+            self.model = HiMTokModel(get_config(family.model))
         self.model.to(ctx.device)
-        self.objective = HiMTokObjective(self.model, num_partial=config.num_partial,
-                                         sigma_scale=config.level_sigma_scale)
-        pool = build_pool(tuple(config.data), tuple(config.packed), config.max_side, ctx.device)
+        self.objective = HiMTokObjective(self.model, num_partial=family.num_partial,
+                                         sigma_scale=family.level_sigma_scale)
+        pool = build_pool(family.data, family.packed, family.max_side, ctx.device)
         model_config = self.model.config
-        mix = MaskMixConfig(synthetic_fraction=config.synthetic_fraction, out_size=model_config.image_size,
-                            augment=MaskAugmentConfig(crop_prob=config.crop_prob),
+        mix = MaskMixConfig(synthetic_fraction=family.synthetic_fraction, out_size=model_config.image_size,
+                            augment=MaskAugmentConfig(crop_prob=family.crop_prob),
                             box_frames=model_config.box_prefix, box_rounding=model_config.box_rounding,
-                            box_bins=model_config.codebook_size, box_scale_prob=config.box_scale_prob,
-                            box_scale_max=config.box_scale_max)
-        self.sampler = MixedMaskSampler(pool, mix, batch_size=config.batch_size, seed=config.seed, rank=ctx.rank,
+                            box_bins=model_config.codebook_size, box_scale_prob=family.box_scale_prob,
+                            box_scale_max=family.box_scale_max)
+        self.sampler = MixedMaskSampler(pool, mix, batch_size=family.batch_size, seed=config.seed, rank=ctx.rank,
                                         world_size=ctx.world_size, device=ctx.device)
-        self.val_pool = build_pool(tuple(config.val_data), tuple(config.val_packed), 100_000, ctx.device,
+        self.val_pool = build_pool(family.val_data, family.val_packed, 100_000, ctx.device,
                                    limit=config.val_max_masks)
         self.pool_size = 0 if pool is None else len(pool)
 
@@ -82,7 +82,7 @@ class HiMTokRecipe:
     def validate(self, autocast_dtype: torch.dtype | None) -> dict[str, float]:
         if self.val_pool is None:
             return {}
-        lengths = [l for l in self.config.val_prefix_lengths if l <= self.model.config.max_codes]
+        lengths = [l for l in self.config.tokenizer.val_prefix_lengths if l <= self.model.config.max_codes]
         scores = himtok_reconstruction_miou(self.model, self.val_pool, lengths, autocast_dtype=autocast_dtype)
         return {f"val_miou@{l}": v for l, v in scores.items()}
 
@@ -91,4 +91,4 @@ class HiMTokRecipe:
         from masktok.tokenizers.himtok import HiMTok
 
         model = copy.deepcopy(self.model).to("cpu")
-        HiMTok(model, device="cpu", dtype=dtype).save_pretrained(path)
+        HiMTok(model=model, device="cpu", dtype=dtype).save_pretrained(path)

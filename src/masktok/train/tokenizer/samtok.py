@@ -113,21 +113,22 @@ class SAMTokRecipe:
         from masktok.tokenizers.samtok import SAMTokModel, load_model, samtok_config, tiny_test_config
 
         self.config, self.ctx = config, ctx
-        if config.init_from:
-            self.model = load_model(config.init_from)
-        elif Path(config.model).exists():
-            self.model = load_model(config.model)
-        elif config.model == "tiny-test":
+        if config.tokenizer.init_from:
+            self.model = load_model(config.tokenizer.init_from)
+        elif Path(config.tokenizer.model).exists():
+            self.model = load_model(config.tokenizer.model)
+        elif config.tokenizer.model == "tiny-test":
             self.model = SAMTokModel(tiny_test_config())
         else:
-            self.model = SAMTokModel(samtok_config(config.model))
+            self.model = SAMTokModel(samtok_config(config.tokenizer.model))
         self.model.float().to(ctx.device).train()
         for book in self.model.quantizer.codebooks:
-            book.dead_code_threshold = config.dead_code_threshold
+            book.dead_code_threshold = config.tokenizer.dead_code_threshold
         self.trainable = freeze_for_training(self.model)
         self.objective = SAMTokObjective(self.model)
-        self.images = group_by_image(load_sources(tuple(config.data)))
-        self.val_images = group_by_image(load_sources(tuple(config.val_data))) if config.val_data else []
+        self.images = group_by_image(load_sources(tuple(config.tokenizer.data)))
+        val_data = config.tokenizer.val_data
+        self.val_images = group_by_image(load_sources(tuple(val_data))) if val_data else []
         if config.val_max_masks:
             self.val_images = self.val_images[:config.val_max_masks]
         self._pixels: dict[str, torch.Tensor] = {}
@@ -150,7 +151,7 @@ class SAMTokRecipe:
         return self._perm
 
     def image_indices(self, step: int) -> list[int]:
-        n, per = len(self.images), self.config.batch_size
+        n, per = len(self.images), self.config.tokenizer.batch_size
         start = (step * self.ctx.world_size + self.ctx.rank) * per
         return [int(self._image_order(p // n)[p % n]) for p in range(start, start + per)]
 
@@ -183,12 +184,13 @@ class SAMTokRecipe:
     def batch(self, step: int):
         gen = torch.Generator().manual_seed(step_seed(self.config.seed, step, self.ctx.rank))
         groups = [self.images[i] for i in self.image_indices(step)]
-        pixels, index, boxes, prompts, _ = self._prepare(groups, gen, self.config.masks_per_image)
+        pixels, index, boxes, prompts, _ = self._prepare(groups, gen, self.config.tokenizer.masks_per_image)
         return pixels, index, boxes, prompts, prompts.clone()
 
     def data_state(self, next_step: int) -> dict:
-        drawn = next_step * self.ctx.world_size * self.config.batch_size
-        return {"seed": self.config.seed, "world_size": self.ctx.world_size, "batch_size": self.config.batch_size,
+        drawn = next_step * self.ctx.world_size * self.config.tokenizer.batch_size
+        return {"seed": self.config.seed, "world_size": self.ctx.world_size,
+                "batch_size": self.config.tokenizer.batch_size,
                 "num_images": len(self.images), "epoch": drawn // len(self.images),
                 "offset": drawn % len(self.images), "step": next_step}
 
@@ -233,4 +235,4 @@ class SAMTokRecipe:
         """Save a copy as a SAMTok folder (config.json + model.safetensors)."""
         from masktok.tokenizers.samtok import SAMTok
 
-        SAMTok(copy.deepcopy(self.model).to("cpu"), device="cpu", dtype=torch.float32).save_pretrained(path)
+        SAMTok(model=copy.deepcopy(self.model).to("cpu"), device="cpu", dtype=torch.float32).save_pretrained(path)

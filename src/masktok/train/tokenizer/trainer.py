@@ -6,9 +6,12 @@ autocast on CUDA. Checkpoints every N steps hold the model (EMA codebook buffers
 optimizer, scheduler, RNG and data position, and ``resume=True`` continues from the newest one
 exactly: the same next batch, the same next update.
 
-    from masktok.train import TrainConfig, train_tokenizer
-    result = train_tokenizer(TrainConfig(family="himtok", model="masktok-s", packed=("masks.npz",),
+    from masktok.train import HiMTokTrainConfig, TrainConfig, train_tokenizer
+    result = train_tokenizer(TrainConfig(tokenizer=HiMTokTrainConfig(model="masktok-s", packed=("masks.npz",)),
                                          steps=2000, run_dir="runs/himtok"))
+
+The settings are :mod:`masktok.train.tokenizer.config`: one small config per family
+(:class:`HiMTokTrainConfig`, :class:`SAMTokTrainConfig`) inside the run's :class:`TrainConfig`.
 
 Run layout: ``run_dir/checkpoints/step-NNNNNN.pt``, ``run_dir/metrics.csv`` (+ ``tensorboard/``),
 ``run_dir/final/`` (the trained tokenizer, loadable with ``from_pretrained``), ``run_dir/result.json``.
@@ -19,7 +22,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+import importlib
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,138 +38,19 @@ from masktok.train.tokenizer.distributed import (
     cleanup_distributed,
     init_distributed,
 )
+from masktok.train.tokenizer.config import (  # noqa: F401
+    FAMILY_CONFIGS,
+    HiMTokTrainConfig,
+    SAMTokTrainConfig,
+    TrainConfig,
+)
 from masktok.train.tokenizer.logging import MetricsLogger
 from masktok.train.tokenizer.mask_sampler import step_seed
 
-FAMILIES = ("himtok", "samtok")
-
-# Settings that only steer this invocation; every other field defines the run and must match on resume.
-RUN_CONTROL = frozenset({"device", "run_dir", "checkpoint_every", "keep_checkpoints", "checkpoint_part_mb",
-                         "checkpoint_optimizer_dtype", "log_every", "val_every", "val_max_masks",
-                         "tensorboard", "progress", "time_limit_min", "stop_at_step", "export_dtype",
-                         "val_data", "val_packed", "val_prefix_lengths"})
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a tokenizer training run.
-
-    Attributes:
-        family: "himtok" or "samtok".
-        model: a config name (HiMTok: ``masktok-s`` …; SAMTok: see its configs) or a tokenizer folder.
-        init_from: start from these weights (a tokenizer folder / checkpoint) instead of random.
-        data: annotation source specs (:func:`masktok.data.mask_pools.sources.parse_source`).
-        packed: packed mask files (:func:`masktok.data.mask_pools.sources.pack_masks`).
-        val_data, val_packed: held-out masks for the validation pass.
-        val_max_masks: use at most this many validation masks (0: all).
-        synthetic_fraction: share of synthetic masks per batch (HiMTok).
-        crop_prob: probability of the ALTo crop around the mask (else the whole image).
-        max_side: long side of real masks in the pool (downscaled when larger).
-        batch_size: masks (HiMTok) or images (SAMTok) per step and rank.
-        masks_per_image: SAMTok: masks per image in a step (the image is embedded once for all).
-        steps: total optimizer steps.
-        lr, weight_decay, betas, grad_clip: AdamW and clipping.
-        warmup_fraction: linear warm-up share of ``steps``; then cosine down to ``min_lr_ratio · lr``.
-        num_partial: HiMTok: random partial prefix lengths per mask and step.
-        level_sigma_scale: HiMTok: scale of the partial levels' target blur (1: official schedule).
-        box_scale_prob, box_scale_max: HiMTok box-first models with outward boxes: probability and
-            largest factor of a coarser box grid (masks as small parts of larger images; see
-            :mod:`masktok.train.tokenizer.mask_sampler`).
-        dead_code_threshold: SAMTok: EMA count under which a code is restarted (official: 1.0,
-            tuned for a global batch of 1024 masks, ~4 per code and step; small batches need it
-            scaled down by about batch masks / 1024, or almost every code restarts every step).
-        seed: model init and data stream.
-        device: "auto", "cpu", "cuda" (torchrun: cuda:LOCAL_RANK).
-        bf16: autocast to bf16 on CUDA (ignored on CPU).
-        run_dir: output folder.
-        checkpoint_every: steps between checkpoints (0: only at the end / on stop).
-        keep_checkpoints: how many checkpoints to keep.
-        checkpoint_part_mb: split checkpoint files into parts of at most this many MiB (0: one file).
-        checkpoint_optimizer_dtype: "float32" (exact resume) or "bfloat16" (smaller files).
-        log_every, val_every: steps between log rows / validation passes (val_every 0: at the end).
-        val_prefix_lengths: prefix lengths the validation reports.
-        tensorboard, progress: TensorBoard event files; a progress bar.
-        time_limit_min: stop (with a checkpoint) once this much wall time has passed (0: none); checked
-            every ``log_every`` steps, so the steps never wait for the accelerator.
-        stop_at_step: stop (with a checkpoint) after this step (0: run to ``steps``).
-        export_dtype: dtype of the exported ``final/`` tokenizer ("float32", "float16", "bfloat16").
-    """
-
-    family: str = "himtok"
-    model: str = "masktok-s"
-    init_from: str | None = None
-    data: tuple[str, ...] = ()
-    packed: tuple[str, ...] = ()
-    val_data: tuple[str, ...] = ()
-    val_packed: tuple[str, ...] = ()
-    val_max_masks: int = 0
-    synthetic_fraction: float = 0.3
-    crop_prob: float = 0.5
-    max_side: int = 640
-    batch_size: int = 64
-    masks_per_image: int = 8
-    steps: int = 1000
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    warmup_fraction: float = 0.05
-    min_lr_ratio: float = 0.05
-    num_partial: int = 3
-    level_sigma_scale: float = 1.0
-    box_scale_prob: float = 0.0
-    box_scale_max: float = 1.0
-    dead_code_threshold: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = True
-    run_dir: str = "runs/tokenizer"
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    checkpoint_part_mb: float = 0.0
-    checkpoint_optimizer_dtype: str = "float32"
-    log_every: int = 10
-    val_every: int = 0
-    val_prefix_lengths: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-    tensorboard: bool = False
-    progress: bool = True
-    time_limit_min: float = 0.0
-    stop_at_step: int = 0
-    export_dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        for name in ("data", "packed", "val_data", "val_packed", "val_prefix_lengths", "betas"):
-            setattr(self, name, tuple(getattr(self, name)))
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be ≥ 1, got {self.steps} and {self.batch_size}")
-        if self.lr <= 0 or not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("need lr > 0, 0 ≤ warmup_fraction < 1 and 0 ≤ min_lr_ratio ≤ 1")
-        if self.grad_clip < 0 or self.checkpoint_every < 0 or self.log_every < 1 or self.val_every < 0:
-            raise ValueError("grad_clip, checkpoint_every and val_every must be ≥ 0 and log_every ≥ 1")
-        if not self.level_sigma_scale > 0 or not 0 <= self.box_scale_prob <= 1 or not self.box_scale_max >= 1:
-            raise ValueError(f"need level_sigma_scale > 0, 0 ≤ box_scale_prob ≤ 1 and box_scale_max ≥ 1, got "
-                             f"{self.level_sigma_scale}, {self.box_scale_prob}, {self.box_scale_max}")
-        if not self.dead_code_threshold >= 0:
-            raise ValueError(f"dead_code_threshold must be ≥ 0, got {self.dead_code_threshold}")
-        if self.export_dtype not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"export_dtype must be float32, float16 or bfloat16, got {self.export_dtype!r}")
-        if self.family == "himtok" and self.synthetic_fraction < 1 and not (self.data or self.packed):
-            raise ValueError("HiMTok training needs real masks (data or packed) unless synthetic_fraction is 1")
-        if self.family == "samtok" and not self.data:
-            raise ValueError("SAMTok training needs image-annotated data sources (data)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys: {unknown}")
-        return cls(**data)
+# settings of one family that older runs' flat configs stored for the other family too
+OTHER_FAMILY_KEYS = frozenset(f for cls in FAMILY_CONFIGS.values() for f in cls.__dataclass_fields__)
+RECIPES = {"himtok": "masktok.train.tokenizer.himtok:HiMTokRecipe",
+           "samtok": "masktok.train.tokenizer.samtok:SAMTokRecipe"}
 
 
 @dataclass
@@ -202,19 +87,15 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
 
 
 def build_recipe(config: TrainConfig, ctx: DistributedContext):
-    if config.family == "himtok":
-        from masktok.train.tokenizer.himtok import HiMTokRecipe
-
-        return HiMTokRecipe(config, ctx)
-    from masktok.train.tokenizer.samtok import SAMTokRecipe
-
-    return SAMTokRecipe(config, ctx)
+    """The family's recipe (model, data, objective, validation, export), imported when needed."""
+    module_name, _, class_name = RECIPES[config.family].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(config, ctx)
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
     current = config.to_dict()
     for key, value in saved.items():
-        if key in RUN_CONTROL:
+        if key in TrainConfig.RUN_CONTROL or (key not in current and key in OTHER_FAMILY_KEYS):
             continue
         if current.get(key) != value:
             raise ValueError(f"cannot resume from {path}: its '{key}' is {value!r} but this run has "

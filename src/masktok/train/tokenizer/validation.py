@@ -84,7 +84,7 @@ def _box_model_miou(model: torch.nn.Module, pool: MaskPool, lengths: list[int]) 
     from masktok.tokenizers.himtok import HiMTok
 
     weight = next(model.parameters())
-    tokenizer = HiMTok(model, device=weight.device, dtype=weight.dtype)
+    tokenizer = HiMTok(model=model, device=weight.device, dtype=weight.dtype)
     by_size: dict[tuple[int, int], list[int]] = {}
     for index, (h, w) in enumerate(pool.sizes.tolist()):
         by_size.setdefault((h, w), []).append(index)

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-VOCABULARY_NAMES = ("samtok", "himtok")
+from masktok.words.vocabulary import OFFICIAL_VOCABULARIES
+
+VOCABULARY_NAMES = tuple(OFFICIAL_VOCABULARIES)
 NEW_TOKEN_MODES = ("rows", "full")
 PRECISIONS = ("auto", "bf16", "fp32")
 WEIGHT_DTYPES = ("float32", "bfloat16")

@@ -278,18 +278,15 @@ def build_himtok_stage2_trainer(recipe: HiMTokStage2Recipe, *, model: Any = None
                                 ) -> HiMTokStage2Trainer:
     """A ready :class:`HiMTokStage2Trainer`; ``model``/``processor``/``mask_tokenizer``/datasets
     override what the recipe would load."""
-    from masktok.mllm.vocabulary import mask_token_ids
+    from masktok.mllm.loading import check_pairing
     from masktok.train.vlm.assistant_loss import assistant_collator
     from masktok.train.vlm.mask_targets import MaskTargetCollator, load_mask_sft_dataset
 
-    model, processor, vocab, _, peft_config = prepare_model(recipe.model, model, processor,
-                                                            lora_exclude=(MASK_DECODER,))
-    if vocab.name != "himtok":
-        raise ValueError(f"model: its tokenizer holds the {vocab.name} words; stage 2 needs HiMTok's "
-                         f"(vocabulary: himtok)")
+    model, processor, _, _, peft_config = prepare_model(recipe.model, model, processor,
+                                                        lora_exclude=(MASK_DECODER,))
     mask_tokenizer = mask_tokenizer if mask_tokenizer is not None else load_stage2_tokenizer(recipe)
     vocabulary = mask_tokenizer.vocabulary
-    token_ids = mask_token_ids(processor, vocabulary)
+    token_ids = check_pairing(processor, mask_tokenizer)  # the VLM must hold the tokenizer's words
     code_ids = torch.tensor([token_ids[vocabulary.code_token(0, c)] for c in range(vocabulary.codebook_size)])
     load = dict(vocabulary=vocabulary, image_root=recipe.image_root, max_samples=recipe.max_samples)
     if train_dataset is None:
@@ -312,7 +309,7 @@ def export_himtok_stage2(trainer: HiMTokStage2Trainer) -> RecipeResult:
     trained tokenizer in ``mask_tokenizer/`` and ``masktok_chat.json``; plus ``result.json``."""
     import json
 
-    from masktok.mllm.loading import HIMTOK_OFFICIAL_NAME, MANIFEST_NAME, write_mask_tokenizer
+    from masktok.mllm.loading import MANIFEST_NAME, write_mask_tokenizer
 
     detach_mask_model(trainer)
     result = export_final(trainer, trainer.processing_class, trainer.recipe.model)
@@ -320,7 +317,9 @@ def export_himtok_stage2(trainer: HiMTokStage2Trainer) -> RecipeResult:
         final = Path(result.final_dir)
         manifest = final / MANIFEST_NAME  # the source folder's, when it had one: keep its chat settings
         settings = json.loads(manifest.read_text()).get("settings") if manifest.is_file() else None
-        (final / HIMTOK_OFFICIAL_NAME).unlink(missing_ok=True)  # superseded by the trained one
+        for pattern in type(trainer.mask_tokenizer).official_files:  # superseded by the trained one
+            for path in final.glob(pattern):
+                path.unlink()
         write_mask_tokenizer(final, trainer.mask_tokenizer, settings=settings)
         result.mask_tokenizer_copied = True
         result.write()

@@ -29,10 +29,10 @@ import numpy as np
 from masktok.masks.iou import dense_iou_matrix, greedy_matched_ious
 from masktok.words.phrase_similarity import TextSimilarity, lexical_similarity
 from masktok.words import (
-    HIMTOK_VOCABULARY,
     SAMTOK_VOCABULARY,
     MaskSpan,
     MaskVocabulary,
+    get_vocabulary,
     parse_mask_words,
 )
 
@@ -42,7 +42,6 @@ GroundTruth = str | Sequence[Sequence[int]]
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _R1_RE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
 _PHRASE_RE = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>", re.DOTALL)
-VOCABULARIES = {"samtok": SAMTOK_VOCABULARY, "himtok": HIMTOK_VOCABULARY}
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,10 @@ class MatchResult:
 
 
 def resolve_vocabulary(vocab: MaskVocabulary | str) -> MaskVocabulary:
-    """A vocabulary object, or its name ("samtok" / "himtok")."""
+    """A vocabulary object, or the name of an official one ("samtok" / "himtok")."""
     if isinstance(vocab, MaskVocabulary):
         return vocab
-    if vocab not in VOCABULARIES:
-        raise ValueError(f"vocabulary must be one of {sorted(VOCABULARIES)}, got {vocab!r}")
-    return VOCABULARIES[vocab]
+    return get_vocabulary(vocab)
 
 
 def completion_text(completion: Any) -> str:
@@ -97,7 +94,7 @@ def predicted_codes(text: str, vocab: MaskVocabulary) -> list[Codes | None]:
 def _complete_codes(span: MaskSpan, vocab: MaskVocabulary) -> Codes | None:
     if not span.ok:
         return None
-    if vocab.name == "samtok" and len(span.codes) != vocab.max_codes:
+    if len(span.codes) < vocab.min_codes:
         return None
     return tuple(span.codes)
 

@@ -35,11 +35,11 @@ from typing import Any
 import torch
 
 from masktok.train.vlm.config import LoraSettings, ModelSettings, SFTRecipe, TrainSettings
-from masktok.words import HIMTOK_VOCABULARY, SAMTOK_VOCABULARY, MaskVocabulary
+from masktok.words import MaskVocabulary
+from masktok.words.vocabulary import OFFICIAL_VOCABULARIES, get_vocabulary
 
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
 PROJECTOR_NAMES = ("merger", "deepstack_merger_list", "multi_modal_projector")
-VOCABULARIES = {"samtok": SAMTOK_VOCABULARY, "himtok": HIMTOK_VOCABULARY}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,11 +71,11 @@ def detect_vocabulary(processor: Any) -> MaskVocabulary:
     from masktok.mllm.vocabulary import text_tokenizer
 
     known = text_tokenizer(processor).get_vocab()
-    found = [v for v in VOCABULARIES.values() if all(t in known for t in v.tokens())]
+    found = [v for v in OFFICIAL_VOCABULARIES.values() if all(t in known for t in v.tokens())]
     if len(found) != 1:
         raise ValueError(
             f"model: its tokenizer holds {len(found)} complete mask vocabularies "
-            f"({[v.name for v in found]}); pass vocabulary='samtok' or 'himtok' to add one")
+            f"({[v.name for v in found]}); pass vocabulary= one of {list(OFFICIAL_VOCABULARIES)} to add one")
     return found[0]
 
 
@@ -88,9 +88,7 @@ def ensure_mask_vocabulary(model: Any, processor: Any, vocabulary: str | None
     if vocabulary is None:
         vocab = detect_vocabulary(processor)
     else:
-        if vocabulary not in VOCABULARIES:
-            raise ValueError(f"vocabulary: expected one of {sorted(VOCABULARIES)}, got {vocabulary!r}")
-        vocab = VOCABULARIES[vocabulary]
+        vocab = get_vocabulary(vocabulary)
         add_mask_vocabulary(model, processor, vocab)
     return vocab, mask_token_ids(processor, vocab)
 
@@ -281,35 +279,32 @@ class RecipeResult:
 def copy_mask_tokenizer(source: str | Path, target: str | Path) -> bool:
     """Give ``target`` the mask tokenizer of the chat folder ``source`` (any layout of
     :func:`masktok.mllm.loading.find_mask_tokenizer`): masktok folders and official files are
-    copied as they are (official SAMTok: the tokenizer file and its SAM 2 file; the chat settings
-    of a manifest too); HiMTok inside official InternVL shards is written out in masktok's format
-    with the official decoding settings. False when ``source`` holds none; a folder with several
+    copied as they are (official files: every file of the family's ``official_files``, e.g.
+    SAMTok's tokenizer file, its SAM 2 file and a sidecar config; the chat settings of a manifest
+    too); a tokenizer inside official InternVL shards is written out in masktok's format with the
+    official decoding settings. False when ``source`` holds none; a folder with several
     candidates raises."""
     from masktok.mllm import loading
+    from masktok.tokenizers import tokenizer_class
 
     source, target = Path(source), Path(target)
     found = loading.tokenizer_candidates(source)
     if not found:
         return False
     kind, location = loading.find_mask_tokenizer(source)  # several candidates raise
-    if kind == "masktok":
+    if kind == loading.MASKTOK:
         shutil.copytree(location, target / loading.MASK_TOKENIZER_DIR, dirs_exist_ok=True)
         if (source / loading.MANIFEST_NAME).is_file():
             shutil.copy2(source / loading.MANIFEST_NAME, target / loading.MANIFEST_NAME)
-    elif kind == "samtok":
-        shutil.copy2(location, target / location.name)
-        for sam2 in sorted(source.glob(loading.SAM2_OFFICIAL_GLOB)):
-            shutil.copy2(sam2, target / sam2.name)
-    elif kind == "internvl":
+    elif location.is_dir():  # the weight shards hold it (official InternVL2.5-HiMTok)
         from masktok.mllm.internvl.convert import OFFICIAL_CHAT_SETTINGS
 
-        himtok = loading.load_mask_tokenizer(source)  # HiMTok out of the shards
-        loading.write_mask_tokenizer(target, himtok, settings=OFFICIAL_CHAT_SETTINGS)
+        mask_tokenizer = loading.load_mask_tokenizer(source)
+        loading.write_mask_tokenizer(target, mask_tokenizer, settings=OFFICIAL_CHAT_SETTINGS)
     else:
-        shutil.copy2(location, target / loading.HIMTOK_OFFICIAL_NAME)
-    for name in loading.SIDECAR_CONFIGS.values():
-        if kind in ("samtok", "himtok") and (source / name).is_file():
-            shutil.copy2(source / name, target / name)
+        for pattern in tokenizer_class(kind).official_files:
+            for path in sorted(source.glob(pattern)):
+                shutil.copy2(path, target / path.name)
     return True
 
 
