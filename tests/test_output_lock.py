@@ -13,7 +13,8 @@ from dataclasses import asdict
 import pytest
 
 from masktok.errors import OutputInUseError
-from masktok.output_lock import LockHolder, OutputLock, live_holders, lock_path, read_holder
+from masktok.output_lock import (LockHolder, OutputLock, hold_run_output, live_holders, lock_path,
+                                 read_holder)
 
 
 def _dead_pid() -> int:
@@ -95,14 +96,58 @@ def test_release_leaves_a_lock_that_is_not_its_own(tmp_path):
 
 def test_runs_of_different_sizes_refuse_each_other(tmp_path):
     """Ranks of one run (same world size) share a folder; a single-process run does not join them."""
-    from masktok.data.tokenize.pipeline import _take_output
-
-    rank1 = _take_output(tmp_path, 1, 2)
-    rank0 = _take_output(tmp_path, 0, 2)  # the same run's other rank
+    rank1 = hold_run_output(tmp_path, rank=1, world_size=2)
+    rank0 = hold_run_output(tmp_path, rank=0, world_size=2)  # the same run's other rank
     with pytest.raises(OutputInUseError, match="another run"):
-        _take_output(tmp_path, 0, 1)
+        hold_run_output(tmp_path, rank=0, world_size=1)
     rank0.release()
     with pytest.raises(OutputInUseError, match="2 process"):
-        _take_output(tmp_path, 0, 1)  # rank 1 of the two-process run still writes
+        hold_run_output(tmp_path, rank=0, world_size=1)  # rank 1 of the two-process run still writes
     rank1.release()
-    _take_output(tmp_path, 0, 1).release()
+    hold_run_output(tmp_path, rank=0, world_size=1).release()
+
+
+def test_rank_and_world_size_come_from_torchrun(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    lock = hold_run_output(tmp_path)
+    assert lock.path.name == "_lock.rank3.json" and lock.holder.info == {"rank": 3, "world_size": 4}
+    lock.release()
+
+
+def _held_by_another_run(folder):
+    """A live lock on ``folder`` as a running single-process job holds it (this test's own pid is
+    alive, so the lock is not stale)."""
+    return OutputLock(folder, part="rank0", command="an earlier run", info={"rank": 0, "world_size": 1}).acquire()
+
+
+def test_tokenizer_training_refuses_a_run_folder_in_use_and_leaves_it_untouched(tmp_path):
+    from masktok.train import TrainConfig, train_tokenizer
+    from masktok.train.tokenizer.config import HiMTokTrainConfig
+
+    run_dir = tmp_path / "run"
+    other = _held_by_another_run(run_dir)
+    config = TrainConfig(tokenizer=HiMTokTrainConfig(synthetic_fraction=1.0, batch_size=2),
+                         steps=1, checkpoint_every=0, log_every=1, progress=False, device="cpu",
+                         run_dir=str(run_dir))
+    with pytest.raises(OutputInUseError, match="an earlier run"):
+        train_tokenizer(config)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["_lock.rank0.json"]
+    other.release()
+
+
+def test_vlm_recipes_refuse_an_output_folder_in_use(tmp_path):
+    from masktok.train.vlm.config import GRPORecipe, HiMTokStage2Recipe, ModelSettings, SFTRecipe, TrainSettings
+    from masktok.train.vlm.grpo import run_grpo
+    from masktok.train.vlm.himtok_stage2 import run_himtok_stage2
+    from masktok.train.vlm.sft import run_sft
+
+    out = tmp_path / "out"
+    other = _held_by_another_run(out)
+    model = ModelSettings(path=str(tmp_path / "no-model-needed"))
+    train = TrainSettings(output_dir=str(out))
+    for run, recipe_class in ((run_sft, SFTRecipe), (run_grpo, GRPORecipe), (run_himtok_stage2, HiMTokStage2Recipe)):
+        recipe = recipe_class(model=model, train=train, data=(str(tmp_path / "data.jsonl"),))
+        with pytest.raises(OutputInUseError, match="an earlier run"):
+            run(recipe)  # refused before the model or the data is read
+    other.release()

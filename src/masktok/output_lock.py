@@ -3,6 +3,8 @@
     with OutputLock(out, command="tokenize-dataset"):
         ...  # write into out/
 
+    lock = hold_run_output(out, command="masktok train tokenizer")  # one lock per torchrun rank
+
 The lock is ``<folder>/_lock.json`` (or ``_lock.<part>.json``, e.g. one per rank of a multi-process
 run), created atomically, holding the holder's host, pid, process start and command. A second run
 that finds it stops with :class:`~masktok.errors.OutputInUseError` naming the holder. A lock left
@@ -172,7 +174,30 @@ class OutputLock:
         self.holder = None
 
     def __enter__(self) -> "OutputLock":
-        return self.acquire()
+        """Take the lock, or keep holding it when it is already taken (``hold_run_output``)."""
+        return self if self.holder is not None else self.acquire()
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def hold_run_output(folder: str | Path, *, rank: int | None = None, world_size: int | None = None,
+                    command: str | None = None) -> OutputLock:
+    """This process's lock on ``folder`` for a run of ``world_size`` processes (default: torchrun's
+    ``RANK`` / ``WORLD_SIZE``, else 0 of 1): each rank holds ``_lock.rank<r>.json``, and any other
+    live lock must belong to this run's other ranks (the same world size). Every process checks
+    after locking, so two runs never both go on; the second gets :class:`OutputInUseError`.
+    Release with ``lock.release()`` (or use it as a context manager)."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    lock = OutputLock(folder, part=f"rank{rank}", command=command,
+                      info={"rank": rank, "world_size": world_size}).acquire()
+    others = {path: holder for path, holder in live_holders(lock.folder).items()
+              if path != lock.path and holder.info.get("world_size") != world_size}
+    if others:
+        lock.release()
+        path, holder = next(iter(others.items()))
+        raise OutputInUseError(f"{lock.folder} is being written by another run: {holder.describe()} "
+                               f"({path.name}, {holder.info.get('world_size')} process(es)); wait for it "
+                               "to finish or choose another output folder")
+    return lock

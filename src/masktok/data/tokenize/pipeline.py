@@ -60,9 +60,8 @@ from masktok.data.tokenize.shards import (  # CodebookUsage, codebook_usage, usa
 )
 from masktok.data.tokenize.config import MISSING_IMAGE_POLICIES, TokenizeConfig  # noqa: F401  (re-exported)
 from masktok.data.tokenize.loader import LoadedImageItem, load_images
-from masktok.errors import OutputInUseError
 from masktok.masks import BitMasks
-from masktok.output_lock import OutputLock, live_holders
+from masktok.output_lock import hold_run_output
 from masktok.tokenizers.base import ABSENT_CODE
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ def tokenize_dataset(source: DatasetSource, tokenizer: Any, config: TokenizeConf
     if source.images is None and tokenizer.needs_image:
         raise ValueError(f"{source.kind} source: this {tokenizer.vocabulary.name} tokenizer reads the images; "
                          "give the image folder (images=)")
-    lock = _take_output(config.output_dir, rank, world_size)
+    lock = hold_run_output(config.output_dir, rank=rank, world_size=world_size)
     try:
         return _tokenize(source, tokenizer, config, rank, world_size, tokenizer_id)
     finally:
@@ -163,21 +162,6 @@ def tokenize_dataset(source: DatasetSource, tokenizer: Any, config: TokenizeConf
 def check_dependencies() -> None:
     """Fail now, before any work, when a package the run needs is missing (pyarrow)."""
     pyarrow_module()
-
-
-def _take_output(out: Path, rank: int, world_size: int) -> OutputLock:
-    """This process's lock on ``out``; the other live locks must be this run's other ranks (the
-    same world size): both runs check after locking, so two runs never both go on."""
-    lock = OutputLock(out, part=f"rank{rank}", info={"rank": rank, "world_size": world_size}).acquire()
-    others = {path: holder for path, holder in live_holders(out).items()
-              if path != lock.path and holder.info.get("world_size") != world_size}
-    if others:
-        lock.release()
-        path, holder = next(iter(others.items()))
-        raise OutputInUseError(f"{out} is being written by another run: {holder.describe()} ({path.name}, "
-                               f"{holder.info.get('world_size')} process(es)); wait for it to finish or "
-                               "choose another output folder")
-    return lock
 
 
 def _tokenize(source: DatasetSource, tokenizer: Any, config: TokenizeConfig, rank: int, world_size: int,

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from masktok.output_lock import hold_run_output
 from masktok.train.tokenizer import checkpointing as ckpt
 from masktok.train.tokenizer.distributed import (
     DistributedContext,
@@ -106,7 +107,10 @@ def train_tokenizer(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train (or resume training) a tokenizer; see the module docstring."""
     ctx = init_distributed(config.device)
     try:
-        return _train(config, ctx, resume)
+        # The run folder is this run's alone (one lock per rank); a second run stops here.
+        with hold_run_output(config.run_dir, rank=ctx.rank, world_size=ctx.world_size,
+                             command="masktok train tokenizer"):
+            return _train(config, ctx, resume)
     finally:
         cleanup_distributed(ctx)
 

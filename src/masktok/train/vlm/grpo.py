@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from masktok.output_lock import hold_run_output
 from masktok.train.vlm.config import GRPORecipe
 from masktok.train.vlm.rewards import TRLReward
 from masktok.train.vlm.sft import RecipeResult, export_final, prepare_model, trainer_arguments
@@ -179,11 +180,13 @@ def build_grpo_trainer(recipe: GRPORecipe, *, model: Any = None, processor: Any 
 
 def run_grpo(recipe: GRPORecipe, *, model: Any = None, processor: Any = None,
              train_dataset: Any = None, resume: bool = False) -> RecipeResult:
-    """Train ``recipe`` and export ``output_dir/final`` like the SFT recipe."""
-    trainer = build_grpo_trainer(recipe, model=model, processor=processor,
-                                 train_dataset=train_dataset)
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    return export_final(trainer, trainer.processing_class, recipe.model)
+    """Train ``recipe`` and export ``output_dir/final`` like the SFT recipe (the output folder
+    held by this run alone while it runs)."""
+    with hold_run_output(recipe.train.output_dir, command="masktok train grpo"):
+        trainer = build_grpo_trainer(recipe, model=model, processor=processor,
+                                     train_dataset=train_dataset)
+        trainer.train(resume_from_checkpoint=True if resume else None)
+        return export_final(trainer, trainer.processing_class, recipe.model)
 
 
 def reward_curve(log_history: Sequence[dict[str, Any]], key: str = "reward") -> list[tuple[int, float]]:

@@ -43,6 +43,7 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
+from masktok.output_lock import hold_run_output
 from masktok.train.vlm.config import HiMTokStage2Recipe
 from masktok.train.vlm.detokenizer_loss import (
     DetokenizerLoss,
@@ -329,10 +330,12 @@ def export_himtok_stage2(trainer: HiMTokStage2Trainer) -> RecipeResult:
 def run_himtok_stage2(recipe: HiMTokStage2Recipe, *, model: Any = None, processor: Any = None,
                       mask_tokenizer: Any = None, train_dataset: Any = None,
                       resume: bool = False) -> RecipeResult:
-    """Train ``recipe`` and export ``output_dir/final`` (see the module docstring)."""
-    trainer = build_himtok_stage2_trainer(recipe, model=model, processor=processor,
-                                          mask_tokenizer=mask_tokenizer, train_dataset=train_dataset)
-    return train_himtok_stage2(trainer, resume=resume)
+    """Train ``recipe`` and export ``output_dir/final`` (see the module docstring; the output
+    folder held by this run alone while it runs)."""
+    with hold_run_output(recipe.train.output_dir, command="masktok train himtok-stage2"):
+        trainer = build_himtok_stage2_trainer(recipe, model=model, processor=processor,
+                                              mask_tokenizer=mask_tokenizer, train_dataset=train_dataset)
+        return train_himtok_stage2(trainer, resume=resume)
 
 
 def train_himtok_stage2(trainer: HiMTokStage2Trainer, *, resume: bool = False) -> RecipeResult:

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from masktok.output_lock import hold_run_output
 from masktok.train.vlm.config import LoraSettings, ModelSettings, SFTRecipe, TrainSettings
 from masktok.words import MaskVocabulary
 from masktok.words.vocabulary import OFFICIAL_VOCABULARIES, get_vocabulary
@@ -377,7 +378,9 @@ def build_sft_trainer(recipe: SFTRecipe, *, model: Any = None, processor: Any = 
 
 def run_sft(recipe: SFTRecipe, *, model: Any = None, processor: Any = None,
             train_dataset: Any = None, resume: bool = False) -> RecipeResult:
-    """Train ``recipe`` and export ``output_dir/final`` (see the module docstring)."""
-    trainer = build_sft_trainer(recipe, model=model, processor=processor, train_dataset=train_dataset)
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    return export_final(trainer, trainer.processing_class, recipe.model)
+    """Train ``recipe`` and export ``output_dir/final`` (see the module docstring). The output
+    folder is this run's alone while it runs (:func:`masktok.output_lock.hold_run_output`)."""
+    with hold_run_output(recipe.train.output_dir, command="masktok train sft"):
+        trainer = build_sft_trainer(recipe, model=model, processor=processor, train_dataset=train_dataset)
+        trainer.train(resume_from_checkpoint=True if resume else None)
+        return export_final(trainer, trainer.processing_class, recipe.model)
