@@ -322,3 +322,15 @@ def run_few_grpo_steps(folder: Path, out: Path, vocab, steps: int = 1):
     max_codes = 2 if vocab.name == "samtok" else 8
     return run_grpo(GRPORecipe(model=ModelSettings(str(folder)), train=train, data=(str(data),), num_generations=2,
                                max_completion_length=max_codes + 8))
+
+
+def samtok_spec_shapes(shared_specs: Path) -> dict[str, tuple[int, ...]]:
+    """Key → shape of the official SAMTok checkpoint, from its key list in the specs folder."""
+    import ast
+
+    shapes = {}
+    for line in (shared_specs / "samtok_vq_sam2_state_dict.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape, _ = line.split("\t")
+            shapes[key] = tuple(ast.literal_eval(shape))
+    return shapes

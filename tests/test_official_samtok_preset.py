@@ -4,27 +4,20 @@ official-layout folder with no config, as Hiera-L."""
 
 from __future__ import annotations
 
-import ast
 
 import pytest
 import torch
 
 from masktok.mllm.loading import load_mask_tokenizer
+from official_fixtures import samtok_spec_shapes
 from masktok.tokenizers.samtok.config import samtok_config
 
 
-def spec_shapes(shared_specs) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for line in (shared_specs / "samtok_vq_sam2_state_dict.tsv").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, shape, _ = line.split("\t")
-            shapes[key] = tuple(ast.literal_eval(shape))
-    return shapes
 
 
 @pytest.mark.slow
 def test_random_hiera_large_file_loads_from_an_official_folder_without_config(shared_specs, tmp_path):
-    shapes = spec_shapes(shared_specs)
+    shapes = samtok_spec_shapes(shared_specs)
     assert len(shapes) == 992
     generator = torch.Generator().manual_seed(0)
     state = {k: torch.randn(shape, generator=generator, dtype=torch.float32).to(torch.bfloat16)

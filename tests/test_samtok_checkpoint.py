@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import pickle
 from pathlib import Path
 
@@ -21,24 +20,18 @@ from masktok.tokenizers.samtok import (
     tiny_test_config,
 )
 from masktok.tokenizers.samtok.checkpoint import TOKENIZER_SAM2_PREFIX, infer_official_config
+from official_fixtures import samtok_spec_shapes
 
 CONFIG = tiny_test_config()
 
 
-def _spec(shared_specs: Path) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for line in (shared_specs / "samtok_vq_sam2_state_dict.tsv").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, shape, _ = line.split("\t")
-            shapes[key] = tuple(ast.literal_eval(shape))
-    return shapes
 
 
 def test_hiera_large_loader_expects_exactly_the_official_992_tensors(shared_specs):
     with torch.device("meta"):
         model = SAMTokModel(samtok_config("large"))
     expected = OfficialLayout(model).expected_shapes()
-    spec = _spec(shared_specs)
+    spec = samtok_spec_shapes(shared_specs)
     assert len(spec) == 992
     assert sorted(set(spec) - set(expected)) == [], "official tensors the loader would reject"
     assert sorted(set(expected) - set(spec)) == [], "tensors the loader wants that the file lacks"
@@ -46,7 +39,7 @@ def test_hiera_large_loader_expects_exactly_the_official_992_tensors(shared_spec
 
 
 def test_hiera_large_config_is_inferred_from_the_official_key_set(shared_specs):
-    state = {k: torch.empty(shape, device="meta") for k, shape in _spec(shared_specs).items()}
+    state = {k: torch.empty(shape, device="meta") for k, shape in samtok_spec_shapes(shared_specs).items()}
     config = infer_official_config(state, "spec")
     assert config.hiera == samtok_config("large").hiera
     assert (config.codebook_size, config.codebook_depth, config.hidden_size) == (256, 2, 256)
