@@ -13,8 +13,6 @@ from official_fixtures import samtok_spec_shapes
 from masktok.tokenizers.samtok.config import samtok_config
 
 
-
-
 @pytest.mark.slow
 def test_random_hiera_large_file_loads_from_an_official_folder_without_config(shared_specs, tmp_path):
     shapes = samtok_spec_shapes(shared_specs)

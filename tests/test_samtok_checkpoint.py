@@ -25,8 +25,6 @@ from official_fixtures import samtok_spec_shapes
 CONFIG = tiny_test_config()
 
 
-
-
 def test_hiera_large_loader_expects_exactly_the_official_992_tensors(shared_specs):
     with torch.device("meta"):
         model = SAMTokModel(samtok_config("large"))
